@@ -1,0 +1,101 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The Allocator policy: where per-operation memory comes from (connection contexts, send buffers and
+// receive buffers the kernel does not provide). Each I/O thread owns one instance and is its only
+// user, so an allocator needs no locks. Memory must be aligned to alignof(std::max_align_t).
+
+#include <concepts>
+#include <cstddef>
+#include <new>
+#include <vector>
+
+namespace iocp {
+
+template <class A>
+concept operation_allocator = std::default_initializable<A> && requires(A& a, std::size_t n, void* p) {
+  { a.allocate(n) } -> std::same_as<void*>;
+  { a.deallocate(p, n) }
+  noexcept;
+};
+
+/// Every allocation straight from the global heap (operator new).
+struct plain_allocator {
+  void* allocate(std::size_t n) { return ::operator new(n); }
+  void deallocate(void* p, std::size_t n) noexcept { ::operator delete(p, n); }
+};
+
+/// Recycles blocks in power-of-two size classes (64 B to 64 KiB), so the steady-state I/O path
+/// reuses memory instead of calling the global heap. Larger blocks go to the heap. Each class keeps
+/// at most `max_cached_bytes_per_class` of free blocks, so a burst does not pin memory for ever.
+class pooled_allocator {
+public:
+  static constexpr std::size_t min_block = 64;
+  static constexpr std::size_t max_block = 64 * 1024;
+  static constexpr std::size_t max_cached_bytes_per_class = 8 * 1024 * 1024;
+
+  pooled_allocator() = default;
+  pooled_allocator(const pooled_allocator&) = delete;
+  pooled_allocator& operator=(const pooled_allocator&) = delete;
+  ~pooled_allocator() {
+    for (std::size_t c = 0; c < class_count; ++c) {
+      while (free_[c]) {
+        free_block* next = free_[c]->next;
+        ::operator delete(static_cast<void*>(free_[c]), class_size(c));
+        free_[c] = next;
+      }
+    }
+  }
+
+  void* allocate(std::size_t n) {
+    if (n > max_block) return ::operator new(n);
+    std::size_t c = class_of(n);
+    if (free_block* b = free_[c]) {
+      free_[c] = b->next;
+      --cached_[c];
+      return b;
+    }
+    return ::operator new(class_size(c));
+  }
+
+  void deallocate(void* p, std::size_t n) noexcept {
+    if (n > max_block) {
+      ::operator delete(p, n);
+      return;
+    }
+    std::size_t c = class_of(n);
+    if (cached_[c] * class_size(c) >= max_cached_bytes_per_class) {
+      ::operator delete(p, class_size(c));
+      return;
+    }
+    free_[c] = ::new (p) free_block{free_[c]};
+    ++cached_[c];
+  }
+
+  /// Free blocks currently held for reuse (for tests and statistics).
+  std::size_t cached_blocks() const noexcept {
+    std::size_t total = 0;
+    for (std::size_t c = 0; c < class_count; ++c)
+      total += cached_[c];
+    return total;
+  }
+
+private:
+  struct free_block {
+    free_block* next;
+  };
+  static constexpr std::size_t class_count = 11; // 64 << 0 ... 64 << 10
+  static constexpr std::size_t class_size(std::size_t c) noexcept { return min_block << c; }
+  static constexpr std::size_t class_of(std::size_t n) noexcept {
+    std::size_t c = 0;
+    while (class_size(c) < n)
+      ++c;
+    return c;
+  }
+
+  free_block* free_[class_count] = {};
+  std::size_t cached_[class_count] = {};
+};
+
+} // namespace iocp

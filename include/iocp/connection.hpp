@@ -1,0 +1,105 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The connection a handler callback is given. It lives on the I/O thread that accepted it; a
+// reference is valid only during the callback (keep id() to reach it later through the server).
+// Its operations act at once, with no lookup and no lock; they must be called on the owning thread,
+// which every callback runs on. From other threads, use the server's operations by id.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include "iocp/connection_id.hpp"
+#include "iocp/detail/backend.hpp"
+#include "iocp/detail/send_queue.hpp"
+#include "iocp/endpoint.hpp"
+#include "iocp/error.hpp"
+#include "iocp/handler.hpp"
+#include "iocp/options.hpp"
+
+namespace iocp {
+
+namespace detail {
+template <class Server>
+class event_loop;
+} // namespace detail
+
+template <class Server>
+class connection : public detail::io_object {
+public:
+  using server_type = Server;
+  using state_type = typename detail::connection_state_of<typename Server::handler_type>::type;
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  connection_id id() const noexcept { return id_; }
+  const endpoint& local_endpoint() const noexcept { return local_; }
+  const endpoint& remote_endpoint() const noexcept { return remote_; }
+
+  /// Queues a copy of `data`; it goes out after everything queued before it. Fails with
+  /// errc::connection_closing once the send side is shut (shutdown, disconnect, abort).
+  std::error_code send(std::span<const std::byte> data) { return loop_->send(*this, data); }
+  std::error_code send(std::string_view text) { return send(std::as_bytes(std::span(text))); }
+  /// Queues `buffer` itself, without a copy.
+  std::error_code send(std::vector<std::byte>&& buffer) { return loop_->send(*this, std::move(buffer)); }
+
+  /// send: the FIN follows the queued data. receive: further data is discarded (the peer's
+  /// half-close is still reported). both: the two.
+  std::error_code shutdown(shutdown_type how) { return loop_->shutdown(*this, how); }
+  /// Graceful close: queued data goes out, then the FIN; the connection closes when the peer's FIN
+  /// arrives (or after server_options::linger_timeout, with a reset). Incoming data is discarded.
+  std::error_code disconnect() { return loop_->disconnect(*this); }
+  /// Immediate close with a reset; queued data is discarded.
+  void abort() { loop_->abort(*this, make_error_code(std::errc::connection_aborted)); }
+
+  /// Bytes queued and not yet taken by the kernel.
+  std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
+  /// The peer has half-closed: no more data will arrive.
+  bool peer_has_shut_down() const noexcept { return peer_eof_; }
+
+  /// The handler's per-connection state (Handler::connection_state), constructed with the
+  /// connection and destroyed after on_disconnected.
+  state_type& state() noexcept { return state_; }
+  const state_type& state() const noexcept { return state_; }
+
+  Server& server() const noexcept { return loop_->server(); }
+
+private:
+  friend class detail::event_loop<Server>;
+  using allocator_type = typename Server::allocator_type;
+
+  explicit connection(detail::event_loop<Server>* loop) : loop_(loop) {}
+  ~connection() = default;
+
+  detail::event_loop<Server>* loop_;
+  connection_id id_;
+  endpoint local_;
+  endpoint remote_;
+  detail::send_queue<allocator_type> queue_;
+  std::error_code close_reason_;
+  // The loop's list of live connections, and of those lingering after a graceful close.
+  connection* prev_ = nullptr;
+  connection* next_ = nullptr;
+  connection* linger_prev_ = nullptr;
+  connection* linger_next_ = nullptr;
+  std::int64_t linger_deadline_ns_ = 0;
+  std::uint8_t callback_depth_ = 0;
+  bool announced_ = false; // on_connected was called: on_disconnected is owed
+  bool closing_ = false;   // closed for business; waiting for the kernel to let go
+  bool peer_eof_ = false;  // the peer's FIN arrived
+  bool read_shut_ = false; // incoming data is discarded
+  bool write_shut_requested_ = false;
+  bool write_shut_done_ = false; // our FIN is out
+  bool disconnect_requested_ = false;
+  bool lingering_ = false;
+  [[no_unique_address]] state_type state_{};
+};
+
+} // namespace iocp

@@ -1,0 +1,554 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// One I/O thread: its backend, the connections it accepted, and the connection state machine that
+// every backend shares. Backends only start operations and report their completions
+// (on_accepted, on_received, on_sent, on_wake); everything a connection means (half-close,
+// close after the queue drains, lingering for the peer's FIN, abort, exactly one on_disconnected per
+// on_connected) is decided here, once, for all of them.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <span>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "iocp/connection.hpp"
+#include "iocp/connection_map.hpp"
+#include "iocp/detail/backend.hpp"
+#include "iocp/error.hpp"
+#include "iocp/handler.hpp"
+#include "iocp/options.hpp"
+
+namespace iocp::detail {
+
+/// The event loop whose thread is running, if any: lets an operation called on the owning thread
+/// act at once instead of being posted.
+inline thread_local const void* current_event_loop = nullptr;
+
+inline std::int64_t monotonic_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Work for a connection posted from another thread.
+struct loop_command {
+  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop };
+  kind what;
+  connection_id id;
+  shutdown_type how = shutdown_type::both;
+  std::int64_t deadline_ns = 0;     // stop
+  std::vector<std::byte> data = {}; // send
+};
+
+template <class Server>
+class event_loop {
+public:
+  using connection_type = connection<Server>;
+  using handler_type = typename Server::handler_type;
+  using allocator_type = typename Server::allocator_type;
+
+  event_loop(Server& server, std::uint32_t index, iocp::backend kind, int listen_fd,
+             const server_options& options)
+      : server_(server), index_(index), options_(options) {
+    unsigned entries = 1024;
+    if (kind == iocp::backend::io_uring) {
+      uring_.emplace(listen_fd, options.receive_buffer_size, entries);
+      accepts_.resize(std::max(1u, options.accepts_in_flight));
+    } else {
+      epoll_.emplace(listen_fd, options.receive_buffer_size, entries);
+      accepts_.resize(1); // readiness accepts one at a time; more contexts would add nothing
+    }
+  }
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+
+  ~event_loop() {
+    // The thread has ended; whatever is left (only after a failed start) is released quietly.
+    while (live_)
+      destroy(*live_);
+  }
+
+  Server& server() const noexcept { return server_; }
+  std::uint32_t index() const noexcept { return index_; }
+  bool on_own_thread() const noexcept { return current_event_loop == this; }
+
+  /// The thread body: runs until a stop command has been carried out.
+  void run() {
+    current_event_loop = this;
+    if (uring_)
+      run_with(*uring_);
+    else
+      run_with(*epoll_);
+    current_event_loop = nullptr;
+  }
+
+  // ---- from any thread ----
+
+  void post(loop_command&& command) {
+    bool was_empty;
+    {
+      std::lock_guard lock(commands_mutex_);
+      was_empty = commands_.empty();
+      commands_.push_back(std::move(command));
+    }
+    // The loop takes the whole queue at once, so only the first command of a batch needs a wake.
+    if (was_empty) {
+      if (uring_)
+        uring_->wake();
+      else
+        epoll_->wake();
+    }
+  }
+
+  // ---- on the owning thread: the connection's operations ----
+
+  std::error_code send(connection_type& c, std::span<const std::byte> data) {
+    if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
+    c.queue_.append(allocator_, data);
+    flush(c);
+    maybe_finalize(c);
+    return {};
+  }
+
+  std::error_code send(connection_type& c, std::vector<std::byte>&& data) {
+    if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
+    c.queue_.append(allocator_, std::move(data));
+    flush(c);
+    maybe_finalize(c);
+    return {};
+  }
+
+  std::error_code shutdown(connection_type& c, shutdown_type how) {
+    if (c.closing_) return make_error_code(errc::connection_closing);
+    if (how != shutdown_type::send) c.read_shut_ = true;
+    if (how != shutdown_type::receive) {
+      c.write_shut_requested_ = true;
+      flush(c);
+      check_finished(c);
+    }
+    maybe_finalize(c);
+    return {};
+  }
+
+  std::error_code disconnect(connection_type& c) {
+    if (c.closing_) return make_error_code(errc::connection_closing);
+    c.disconnect_requested_ = c.read_shut_ = c.write_shut_requested_ = true;
+    flush(c);
+    check_finished(c);
+    maybe_finalize(c);
+    return {};
+  }
+
+  void abort(connection_type& c, std::error_code reason) {
+    begin_close(c, reason, true);
+    maybe_finalize(c);
+  }
+
+  // ---- the backend's completions (the Sink interface) ----
+
+  void on_accepted(accept_context& ctx, int result) {
+    if (result >= 0) {
+      consecutive_accept_errors_ = 0;
+      backoff_ns_ = 0;
+      if (stopping_) {
+        ::close(result);
+        return;
+      }
+      start_accept(ctx); // first: whatever happens to this connection, the chain goes on
+      open_connection(result, ctx);
+      return;
+    }
+    int e = -result;
+    if (e == ECANCELED && stopping_) return;
+    report(errno_code(e), operation::accept);
+    if (stopping_) return;
+    // Running out of descriptors or memory would fail again at once: wait, then retry. So would a
+    // broken listener; a long run of other errors is treated the same way, so nothing can spin.
+    bool resource = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+    if (resource || ++consecutive_accept_errors_ > 64) {
+      backoff_ns_ = backoff_ns_ ? std::min<std::int64_t>(backoff_ns_ * 2, max_backoff_ns) : min_backoff_ns;
+      backoff_deadline_ns_ = monotonic_ns() + backoff_ns_;
+      backed_off_.push_back(&ctx);
+      return;
+    }
+    start_accept(ctx);
+  }
+
+  void on_received(io_object& io, int result, std::byte* data) {
+    connection_type& c = static_cast<connection_type&>(io);
+    if (c.closing_) {
+      maybe_finalize(c);
+      return;
+    }
+    if (result > 0) {
+      if (!c.read_shut_) {
+        invoke(c, [&] {
+          if constexpr (has_on_received<handler_type, connection_type>)
+            handler().on_received(c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
+        });
+      }
+      if (!c.closing_ && !c.peer_eof_ && !c.recv_pending) start_recv(c);
+    } else if (result == 0) {
+      c.peer_eof_ = true;
+      if constexpr (has_on_peer_shutdown<handler_type, connection_type>) {
+        if (!c.disconnect_requested_)
+          invoke(c, [&] { handler().on_peer_shutdown(c); });
+        else
+          finish_sending(c);
+      } else {
+        finish_sending(c); // the original's default: send what is queued, then close our side
+      }
+      check_finished(c);
+    } else {
+      begin_close(c, errno_code(-result), false);
+    }
+    maybe_finalize(c);
+  }
+
+  void on_sent(io_object& io, int result) {
+    connection_type& c = static_cast<connection_type&>(io);
+    if (c.closing_) {
+      maybe_finalize(c);
+      return;
+    }
+    if (result >= 0) {
+      c.queue_.consume(allocator_, static_cast<std::size_t>(result));
+      if constexpr (has_on_sent<handler_type, connection_type>)
+        invoke(c, [&] { handler().on_sent(c, static_cast<std::size_t>(result)); });
+      flush(c);
+      check_finished(c);
+    } else {
+      begin_close(c, errno_code(-result), false);
+    }
+    maybe_finalize(c);
+  }
+
+  void on_wake() {
+    std::vector<loop_command> batch;
+    {
+      std::lock_guard lock(commands_mutex_);
+      batch.swap(commands_);
+    }
+    for (loop_command& command : batch)
+      execute(command);
+  }
+
+  void on_backend_error(std::error_code e) { report(e, operation::submit); }
+
+private:
+  static constexpr std::int64_t min_backoff_ns = 10'000'000;    // 10 ms
+  static constexpr std::int64_t max_backoff_ns = 1'000'000'000; // 1 s
+
+  handler_type& handler() noexcept { return server_.handler(); }
+  auto& map() noexcept { return server_.connection_map(); }
+
+  template <class Backend>
+  void run_with(Backend& backend) {
+    for (accept_context& ctx : accepts_)
+      backend.start_accept(ctx);
+    for (;;) {
+      backend.run_once(next_timeout_ns(), *this);
+      run_timers();
+      if (stopping_ && !live_ && !accept_pending()) break;
+    }
+  }
+
+  template <class F>
+  decltype(auto) with_backend(F&& f) {
+    if (uring_) return f(*uring_);
+    return f(*epoll_);
+  }
+
+  void start_accept(accept_context& ctx) {
+    with_backend([&](auto& b) { b.start_accept(ctx); });
+  }
+  void start_recv(connection_type& c) {
+    with_backend([&](auto& b) { b.start_recv(c); });
+  }
+
+  bool accept_pending() const noexcept {
+    for (const accept_context& ctx : accepts_)
+      if (ctx.pending) return true;
+    return false;
+  }
+
+  void open_connection(int fd, accept_context& ctx) {
+    void* memory = nullptr;
+    std::byte* buffer = nullptr;
+    try {
+      memory = allocator_.allocate(sizeof(connection_type));
+      if (uring_) buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
+    } catch (const std::bad_alloc&) {
+      if (memory) allocator_.deallocate(memory, sizeof(connection_type));
+      ::close(fd);
+      report(make_error_code(std::errc::not_enough_memory), operation::accept);
+      return;
+    }
+    connection_type& c = *::new (memory) connection_type(this);
+    c.fd = fd;
+    c.recv_buffer = buffer;
+    c.id_ = map().insert(connection_entry{index_, &c});
+    if (!c.id_) {
+      report(make_error_code(errc::too_many_connections), operation::accept);
+      destroy(c);
+      return;
+    }
+    if (options_.no_delay) set_no_delay(fd);
+    c.remote_ = from_sockaddr(ctx.address);
+    c.local_ = local_endpoint_of(fd);
+    link(c);
+    c.announced_ = true;
+    if constexpr (has_on_connected<handler_type, connection_type>) {
+      connection_info info{c.local_, c.remote_};
+      invoke(c, [&] { handler().on_connected(c, info); });
+    }
+    if (!c.closing_ && !c.recv_pending) start_recv(c);
+    maybe_finalize(c);
+  }
+
+  /// Calls a handler callback. A callback that throws aborts its connection (and is reported);
+  /// it never unwinds through the loop.
+  template <class F>
+  void invoke(connection_type& c, F&& f) {
+    ++c.callback_depth_;
+    try {
+      f();
+    } catch (...) {
+      report(make_error_code(errc::handler_exception), operation::handler);
+      begin_close(c, make_error_code(errc::handler_exception), true);
+    }
+    --c.callback_depth_;
+  }
+
+  void report(std::error_code e, operation where) noexcept {
+    if constexpr (has_on_server_error<handler_type>) {
+      try {
+        handler().on_server_error(e, where);
+      } catch (...) {}
+    }
+  }
+
+  void finish_sending(connection_type& c) {
+    c.write_shut_requested_ = true;
+    flush(c);
+  }
+
+  /// Starts the next send, or sends the FIN once the queue is empty and a shutdown was asked for.
+  void flush(connection_type& c) {
+    if (c.closing_ || c.send_pending) return;
+    if (!c.queue_.empty()) {
+      std::span<const std::byte> next = c.queue_.front();
+      with_backend([&](auto& b) { b.start_send(c, next.data(), next.size()); });
+      return;
+    }
+    if (c.write_shut_requested_ && !c.write_shut_done_) {
+      c.write_shut_done_ = true;
+      if (::shutdown(c.fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+        std::error_code e = last_error();
+        report(e, operation::shutdown);
+        begin_close(c, e, false);
+      }
+    }
+  }
+
+  /// Closes a connection whose two directions are finished, or starts lingering for the peer's FIN.
+  void check_finished(connection_type& c) {
+    if (c.closing_ || !c.write_shut_done_) return;
+    if (c.peer_eof_) {
+      begin_close(c, {}, false);
+    } else if (c.disconnect_requested_ && !c.lingering_) {
+      c.lingering_ = true;
+      c.linger_deadline_ns_ = monotonic_ns() + std::chrono::nanoseconds(options_.linger_timeout).count();
+      // Every linger has the same length, so appending keeps the list ordered by deadline.
+      c.linger_prev_ = linger_tail_;
+      c.linger_next_ = nullptr;
+      if (linger_tail_)
+        linger_tail_->linger_next_ = &c;
+      else
+        linger_head_ = &c;
+      linger_tail_ = &c;
+    }
+  }
+
+  void unlink_linger(connection_type& c) noexcept {
+    if (!c.lingering_) return;
+    c.lingering_ = false;
+    if (c.linger_prev_)
+      c.linger_prev_->linger_next_ = c.linger_next_;
+    else
+      linger_head_ = c.linger_next_;
+    if (c.linger_next_)
+      c.linger_next_->linger_prev_ = c.linger_prev_;
+    else
+      linger_tail_ = c.linger_prev_;
+    c.linger_prev_ = c.linger_next_ = nullptr;
+  }
+
+  void begin_close(connection_type& c, std::error_code reason, bool abortive) {
+    if (c.closing_) return;
+    c.closing_ = true;
+    c.close_reason_ = reason;
+    if (abortive && c.fd >= 0) set_linger_zero(c.fd);
+    unlink_linger(c);
+    with_backend([&](auto& b) { b.cancel(c); });
+  }
+
+  /// Frees a closing connection once the kernel holds no operation of it and no callback of it is
+  /// on the stack. Callers must not touch `c` afterwards.
+  void maybe_finalize(connection_type& c) {
+    if (!c.closing_ || c.recv_pending || c.send_pending || c.callback_depth_) return;
+    map().erase(c.id_);
+    with_backend([&](auto& b) { b.release(c); });
+    unlink(c);
+    c.queue_.clear(allocator_);
+    if (c.announced_) {
+      c.announced_ = false;
+      if constexpr (has_on_disconnected<handler_type, connection_type>) {
+        ++c.callback_depth_;
+        try {
+          handler().on_disconnected(c, c.close_reason_);
+        } catch (...) {
+          report(make_error_code(errc::handler_exception), operation::handler);
+        }
+        --c.callback_depth_;
+      }
+    }
+    destroy(c);
+    // A descriptor was freed: an accept waiting out EMFILE may succeed now.
+    if (!backed_off_.empty()) backoff_deadline_ns_ = 0;
+  }
+
+  void destroy(connection_type& c) noexcept {
+    if (c.fd >= 0) {
+      ::close(c.fd);
+      c.fd = -1;
+    }
+    if (c.prev_ || c.next_ || live_ == &c) unlink(c);
+    c.queue_.clear(allocator_);
+    if (c.recv_buffer) allocator_.deallocate(c.recv_buffer, options_.receive_buffer_size);
+    c.~connection_type();
+    allocator_.deallocate(&c, sizeof(connection_type));
+  }
+
+  void link(connection_type& c) noexcept {
+    c.prev_ = nullptr;
+    c.next_ = live_;
+    if (live_) live_->prev_ = &c;
+    live_ = &c;
+  }
+  void unlink(connection_type& c) noexcept {
+    if (c.prev_)
+      c.prev_->next_ = c.next_;
+    else if (live_ == &c)
+      live_ = c.next_;
+    if (c.next_) c.next_->prev_ = c.prev_;
+    c.prev_ = c.next_ = nullptr;
+  }
+
+  connection_type* find(connection_id id) {
+    std::optional<connection_entry> entry = map().find(id);
+    if (!entry || entry->owner != index_) return nullptr;
+    return static_cast<connection_type*>(entry->object);
+  }
+
+  void execute(loop_command& command) {
+    if (command.what == loop_command::kind::stop) {
+      begin_stop(command.deadline_ns);
+      return;
+    }
+    connection_type* c = find(command.id);
+    if (!c) return; // closed since the command was posted: an ordinary race, nothing to do
+    switch (command.what) {
+    case loop_command::kind::send: send(*c, std::move(command.data)); break;
+    case loop_command::kind::shutdown: shutdown(*c, command.how); break;
+    case loop_command::kind::disconnect: disconnect(*c); break;
+    case loop_command::kind::abort: abort(*c, make_error_code(std::errc::connection_aborted)); break;
+    case loop_command::kind::stop: break;
+    }
+  }
+
+  std::vector<connection_id> live_ids() const {
+    std::vector<connection_id> ids;
+    for (connection_type* c = live_; c; c = c->next_)
+      ids.push_back(c->id_);
+    return ids;
+  }
+
+  void begin_stop(std::int64_t deadline_ns) {
+    if (stopping_) {
+      if (deadline_ns < stop_deadline_ns_) {
+        stop_deadline_ns_ = deadline_ns;
+        stop_expired_ = false;
+      }
+      return;
+    }
+    stopping_ = true;
+    stop_deadline_ns_ = deadline_ns;
+    for (accept_context& ctx : accepts_)
+      if (ctx.pending) with_backend([&](auto& b) { b.cancel_accept(ctx); });
+    backed_off_.clear();
+    // By id: a callback run by one close may close others, so the list may change under us.
+    for (connection_id id : live_ids())
+      if (connection_type* c = find(id)) disconnect(*c);
+  }
+
+  long long next_timeout_ns() const noexcept {
+    std::int64_t deadline = INT64_MAX;
+    if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
+    if (!backed_off_.empty()) deadline = std::min(deadline, backoff_deadline_ns_);
+    if (stopping_ && !stop_expired_) deadline = std::min(deadline, stop_deadline_ns_);
+    if (deadline == INT64_MAX) return -1;
+    return std::max<std::int64_t>(0, deadline - monotonic_ns());
+  }
+
+  void run_timers() {
+    if (!linger_head_ && backed_off_.empty() && !stopping_) return;
+    std::int64_t now = monotonic_ns();
+    while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
+      connection_type& c = *linger_head_;
+      abort(c, make_error_code(errc::linger_timeout)); // unlinks it from the linger list
+    }
+    if (!backed_off_.empty() && backoff_deadline_ns_ <= now && !stopping_) {
+      std::vector<accept_context*> retry;
+      retry.swap(backed_off_);
+      for (accept_context* ctx : retry)
+        start_accept(*ctx);
+    }
+    if (stopping_ && !stop_expired_ && stop_deadline_ns_ <= now) {
+      stop_expired_ = true;
+      for (connection_id id : live_ids())
+        if (connection_type* c = find(id)) abort(*c, make_error_code(errc::stop_timeout));
+    }
+  }
+
+  Server& server_;
+  std::uint32_t index_;
+  const server_options& options_;
+  std::optional<io_uring_backend> uring_;
+  std::optional<epoll_backend> epoll_;
+  [[no_unique_address]] allocator_type allocator_;
+  std::vector<accept_context> accepts_;
+  std::vector<accept_context*> backed_off_;
+  std::int64_t backoff_ns_ = 0;
+  std::int64_t backoff_deadline_ns_ = 0;
+  unsigned consecutive_accept_errors_ = 0;
+  connection_type* live_ = nullptr;
+  connection_type* linger_head_ = nullptr;
+  connection_type* linger_tail_ = nullptr;
+  bool stopping_ = false;
+  std::int64_t stop_deadline_ns_ = 0;
+  bool stop_expired_ = false; // the deadline passed and every connection left was aborted
+  std::mutex commands_mutex_;
+  std::vector<loop_command> commands_;
+};
+
+} // namespace iocp::detail

@@ -1,0 +1,300 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The epoll backend of one I/O thread: a Proactor emulated on a Reactor, as Asio does. It reports
+// the same completions as io_uring: an operation is started, and later completes with a byte count
+// or an error. A send is tried at once and only waits for EPOLLOUT when the socket buffer is full;
+// a receive is carried out when the socket is readable, into one buffer the thread shares, so an
+// idle connection holds no receive buffer. Interest is level-triggered and registered only while an
+// operation waits, so a socket with nothing pending (even one in error) never wakes the thread.
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include <cstdint>
+#include <memory>
+#include <system_error>
+#include <vector>
+
+#include "iocp/detail/linux/io_object.hpp"
+#include "iocp/detail/linux/socket_ops.hpp"
+
+namespace iocp::detail {
+
+class epoll_backend {
+public:
+  static constexpr bool needs_receive_buffers = false;
+  static constexpr bool wants_nonblocking_sockets = true;
+
+  epoll_backend(int listen_fd, std::size_t receive_size, unsigned /*entries*/)
+      : listen_fd_(listen_fd), receive_size_(receive_size),
+        receive_buffer_(std::make_unique<std::byte[]>(receive_size)) {
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) throw_errno(errno, "epoll_create1()");
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) {
+      int e = errno;
+      ::close(epoll_fd_);
+      throw_errno(e, "eventfd()");
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag(nullptr, op_wake);
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+      int e = errno;
+      ::close(wake_fd_);
+      ::close(epoll_fd_);
+      throw_errno(e, "epoll_ctl(eventfd)");
+    }
+  }
+  epoll_backend(const epoll_backend&) = delete;
+  epoll_backend& operator=(const epoll_backend&) = delete;
+  ~epoll_backend() {
+    ::close(wake_fd_);
+    ::close(epoll_fd_);
+  }
+
+  void start_accept(accept_context& ctx) {
+    ctx.pending = true;
+    armed_accept_ = &ctx;
+    if (!listener_registered_) {
+      // EPOLLEXCLUSIVE: a new connection wakes one of the I/O threads, not all of them.
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      ev.data.u64 = tag(nullptr, op_accept);
+      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0)
+        listener_registered_ = true;
+      else
+        complete_later(op_accept, &ctx, -errno);
+    }
+  }
+
+  void cancel_accept(accept_context& ctx) {
+    if (armed_accept_ != &ctx) return;
+    armed_accept_ = nullptr;
+    unregister_listener();
+    complete_later(op_accept, &ctx, -ECANCELED);
+  }
+
+  void start_recv(io_object& io) {
+    io.recv_pending = true;
+    update_interest(io);
+  }
+
+  void start_send(io_object& io, const std::byte* data, std::size_t size) {
+    io.send_pending = true;
+    ssize_t n = ::send(io.fd, data, size, MSG_NOSIGNAL);
+    if (n >= 0) {
+      complete_later(op_send, &io, static_cast<int>(n));
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      io.send_waiting = true;
+      io.send_data = data;
+      io.send_size = size;
+      update_interest(io);
+    } else {
+      complete_later(op_send, &io, -errno);
+    }
+  }
+
+  void cancel(io_object& io) {
+    if (io.recv_pending) complete_later(op_recv, &io, -ECANCELED);
+    if (io.send_waiting) {
+      io.send_waiting = false;
+      complete_later(op_send, &io, -ECANCELED);
+    }
+    // recv_pending stays set until the cancellation is reported; stop watching the socket now.
+    if (io.registered) {
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, io.fd, nullptr);
+      io.registered = false;
+    }
+    io.registered_events = 0;
+    // Events already fetched in this round may name `io`; once it is released its memory may be
+    // reused, so the round skips them by address (compared only, never dereferenced).
+    if (dispatching_) cancelled_.push_back(&io);
+  }
+
+  void release(io_object& io) noexcept {
+    if (io.registered) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, io.fd, nullptr);
+    io.registered = false;
+    if (io.fd >= 0) ::close(io.fd);
+    io.fd = -1;
+  }
+
+  void wake() noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(wake_fd_, &one, sizeof one);
+  }
+
+  template <class Sink>
+  void run_once(long long timeout_ns, Sink& sink) {
+    int timeout_ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+    if (!ready_.empty()) timeout_ms = 0;
+    int n = ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms);
+    if (n < 0 && errno != EINTR) sink.on_backend_error(last_error());
+    dispatching_ = true;
+    for (int i = 0; i < n; ++i)
+      dispatch(events_[i], sink);
+    dispatching_ = false;
+    cancelled_.clear();
+    // Completions found while starting operations (a send that went out at once, a cancellation).
+    // Those that these completions start wait for the next round, so one busy connection cannot
+    // keep the thread from the others.
+    std::vector<ready_completion> batch;
+    batch.swap(ready_);
+    for (const ready_completion& c : batch)
+      deliver(c, sink);
+    batch.clear();
+    if (ready_.empty()) ready_.swap(batch); // keep the capacity
+  }
+
+private:
+  enum : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_wake = 4, op_io = 5 };
+  static constexpr std::uint64_t tag_mask = 7;
+  static constexpr int max_events = 256;
+  // Accepts per wake-up before the thread turns to its other sockets.
+  static constexpr int accept_batch = 64;
+
+  struct ready_completion {
+    std::uint64_t op;
+    void* object;
+    int result;
+  };
+
+  static std::uint64_t tag(void* object, std::uint64_t op) noexcept {
+    return reinterpret_cast<std::uint64_t>(object) | op;
+  }
+
+  void complete_later(std::uint64_t op, void* object, int result) { ready_.push_back({op, object, result}); }
+
+  template <class Sink>
+  void deliver(const ready_completion& c, Sink& sink) {
+    switch (c.op) {
+    case op_accept: {
+      auto& ctx = *static_cast<accept_context*>(c.object);
+      ctx.pending = false;
+      sink.on_accepted(ctx, c.result);
+      break;
+    }
+    case op_recv: {
+      auto& io = *static_cast<io_object*>(c.object);
+      io.recv_pending = false;
+      sink.on_received(io, c.result, nullptr);
+      break;
+    }
+    case op_send: {
+      auto& io = *static_cast<io_object*>(c.object);
+      io.send_pending = false;
+      sink.on_sent(io, c.result);
+      break;
+    }
+    }
+  }
+
+  void update_interest(io_object& io) {
+    std::uint32_t wanted = (io.recv_pending ? EPOLLIN | EPOLLRDHUP : 0u) | (io.send_waiting ? EPOLLOUT : 0u);
+    if (io.registered && wanted == io.registered_events) return;
+    if (wanted == 0) {
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, io.fd, nullptr);
+      io.registered = false;
+      io.registered_events = 0;
+      return;
+    }
+    epoll_event ev{};
+    ev.events = wanted;
+    ev.data.u64 = tag(&io, op_io);
+    if (::epoll_ctl(epoll_fd_, io.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io.fd, &ev) != 0) {
+      int e = errno;
+      // The socket cannot be watched: fail what waits on it rather than leave it hanging.
+      if (io.recv_pending) complete_later(op_recv, &io, -e);
+      if (io.send_waiting) {
+        io.send_waiting = false;
+        complete_later(op_send, &io, -e);
+      }
+      return;
+    }
+    io.registered = true;
+    io.registered_events = wanted;
+  }
+
+  void unregister_listener() {
+    if (!listener_registered_) return;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    listener_registered_ = false;
+  }
+
+  bool was_cancelled(io_object* io) const noexcept {
+    for (io_object* c : cancelled_)
+      if (c == io) return true;
+    return false;
+  }
+
+  template <class Sink>
+  void dispatch(const epoll_event& ev, Sink& sink) {
+    std::uint64_t op = ev.data.u64 & tag_mask;
+    if (op == op_wake) {
+      std::uint64_t value;
+      while (::read(wake_fd_, &value, sizeof value) > 0) {}
+      sink.on_wake();
+      return;
+    }
+    if (op == op_accept) {
+      accept_ready(sink);
+      return;
+    }
+    auto* io = reinterpret_cast<io_object*>(ev.data.u64 & ~tag_mask);
+    // An event fetched before the object was cancelled in this same round: its socket may be closed.
+    if (!cancelled_.empty() && was_cancelled(io)) return;
+    if (io->send_waiting && (ev.events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+      ssize_t n = ::send(io->fd, io->send_data, io->send_size, MSG_NOSIGNAL);
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        io->send_waiting = false;
+        io->send_pending = false;
+        int result = n >= 0 ? static_cast<int>(n) : -errno;
+        update_interest(*io);
+        sink.on_sent(*io, result);
+        if (!cancelled_.empty() && was_cancelled(io)) return;
+      }
+    }
+    if (io->recv_pending && (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
+      ssize_t n = ::recv(io->fd, receive_buffer_.get(), receive_size_, 0);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      io->recv_pending = false;
+      int result = n >= 0 ? static_cast<int>(n) : -errno;
+      sink.on_received(*io, result, receive_buffer_.get());
+      // The sink re-arms the receive in the usual case; if it did not, stop watching for input.
+      if (!(!cancelled_.empty() && was_cancelled(io)) && !io->recv_pending) update_interest(*io);
+    }
+  }
+
+  template <class Sink>
+  void accept_ready(Sink& sink) {
+    for (int i = 0; i < accept_batch && armed_accept_; ++i) {
+      accept_context& ctx = *armed_accept_;
+      ctx.address_length = sizeof ctx.address;
+      int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ctx.address), &ctx.address_length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return; // another thread took it
+      armed_accept_ = nullptr;
+      ctx.pending = false;
+      sink.on_accepted(ctx, fd >= 0 ? fd : -errno); // usually re-arms through start_accept()
+    }
+    // Not re-armed (the loop is backing off or stopping): a level-triggered listener would wake us
+    // for nothing until then.
+    if (!armed_accept_) unregister_listener();
+  }
+
+  int listen_fd_;
+  std::size_t receive_size_;
+  std::unique_ptr<std::byte[]> receive_buffer_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  bool listener_registered_ = false;
+  accept_context* armed_accept_ = nullptr;
+  bool dispatching_ = false;
+  epoll_event events_[max_events];
+  std::vector<ready_completion> ready_;
+  std::vector<io_object*> cancelled_;
+};
+
+} // namespace iocp::detail

@@ -1,0 +1,37 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// What a Linux backend knows of a connection and of an accept operation. The backend sets a
+// *_pending flag when it starts an operation and clears it just before it reports the completion,
+// so "no flag set" means the kernel holds no reference to the object and it may be freed.
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace iocp::detail {
+
+struct io_object {
+  int fd = -1;
+  bool recv_pending = false;
+  bool send_pending = false;
+  // epoll only: the send is waiting for EPOLLOUT, and the interest set registered for fd.
+  bool send_waiting = false;
+  std::uint32_t registered_events = 0;
+  bool registered = false;
+  // io_uring without provided buffers: where a receive lands.
+  std::byte* recv_buffer = nullptr;
+  // epoll only: what the pending send carries.
+  const std::byte* send_data = nullptr;
+  std::size_t send_size = 0;
+};
+
+struct accept_context {
+  sockaddr_storage address{};
+  socklen_t address_length = sizeof(sockaddr_storage);
+  bool pending = false;
+};
+
+} // namespace iocp::detail

@@ -1,0 +1,183 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The io_uring backend of one I/O thread: accept, recv and send as ring operations; completions go
+// to the event loop (the Sink) as plain events. Each operation's user_data is the address of its
+// object with the operation kind in the low bits.
+
+#include <sys/eventfd.h>
+
+#include <cstdint>
+#include <system_error>
+
+#include "iocp/detail/linux/io_object.hpp"
+#include "iocp/detail/linux/io_uring_ring.hpp"
+#include "iocp/detail/linux/socket_ops.hpp"
+
+namespace iocp::detail {
+
+class io_uring_backend {
+public:
+  static constexpr bool needs_receive_buffers = true;
+
+  io_uring_backend(int listen_fd, std::size_t receive_size, unsigned entries)
+      : listen_fd_(listen_fd), receive_size_(static_cast<unsigned>(receive_size)) {
+    if (std::error_code e = ring_.open(entries, entries * 4))
+      throw std::system_error(e, "iocp: io_uring_setup");
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw_errno(errno, "eventfd()");
+    post_wake_read();
+  }
+  io_uring_backend(const io_uring_backend&) = delete;
+  io_uring_backend& operator=(const io_uring_backend&) = delete;
+  ~io_uring_backend() {
+    ring_.close(); // before the eventfd: the ring's pending read holds a reference to it
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
+
+  /// Accepted sockets stay blocking: io_uring waits for readiness itself, and a non-blocking socket
+  /// could have an operation fail with EAGAIN instead of waiting on older kernels.
+  static constexpr bool wants_nonblocking_sockets = false;
+
+  void start_accept(accept_context& ctx) {
+    ctx.pending = true;
+    ctx.address_length = sizeof ctx.address;
+    io_uring_sqe* sqe = sqe_for_submit();
+    sqe->opcode = IORING_OP_ACCEPT;
+    sqe->fd = listen_fd_;
+    sqe->addr = reinterpret_cast<std::uint64_t>(&ctx.address);
+    sqe->addr2 = reinterpret_cast<std::uint64_t>(&ctx.address_length);
+    sqe->accept_flags = SOCK_CLOEXEC;
+    sqe->user_data = tag(&ctx, op_accept);
+  }
+
+  void cancel_accept(accept_context& ctx) {
+    if (ctx.pending) cancel_user_data(tag(&ctx, op_accept));
+  }
+
+  void start_recv(io_object& io) {
+    io.recv_pending = true;
+    io_uring_sqe* sqe = sqe_for_submit();
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = io.fd;
+    sqe->addr = reinterpret_cast<std::uint64_t>(io.recv_buffer);
+    sqe->len = receive_size_;
+    sqe->user_data = tag(&io, op_recv);
+  }
+
+  void start_send(io_object& io, const std::byte* data, std::size_t size) {
+    io.send_pending = true;
+    io_uring_sqe* sqe = sqe_for_submit();
+    sqe->opcode = IORING_OP_SEND;
+    sqe->fd = io.fd;
+    sqe->addr = reinterpret_cast<std::uint64_t>(data);
+    // One operation carries at most 1 GiB; the loop sends the rest when this completes.
+    sqe->len = static_cast<std::uint32_t>(std::min<std::size_t>(size, 1u << 30));
+    sqe->msg_flags = MSG_NOSIGNAL;
+    sqe->user_data = tag(&io, op_send);
+  }
+
+  /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished.
+  void cancel(io_object& io) {
+    if (io.recv_pending) cancel_user_data(tag(&io, op_recv));
+    if (io.send_pending) cancel_user_data(tag(&io, op_send));
+  }
+
+  /// The kernel holds nothing of `io` any more: close its socket.
+  void release(io_object& io) noexcept {
+    if (io.fd >= 0) ::close(io.fd);
+    io.fd = -1;
+  }
+
+  /// Thread-safe: makes a waiting run_once() return and report on_wake().
+  void wake() noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(wake_fd_, &one, sizeof one);
+  }
+
+  /// Submits what was queued, waits up to timeout_ns (negative: no limit, 0: just look) and
+  /// reports every completion to the sink.
+  template <class Sink>
+  void run_once(long long timeout_ns, Sink& sink) {
+    int r = ring_.submit_and_wait(timeout_ns == 0 ? 0 : 1, timeout_ns);
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+      sink.on_backend_error(errno_code(-r));
+    ring_.for_each_completion([&](const io_uring_cqe& cqe) { dispatch(cqe, sink); });
+  }
+
+private:
+  enum : std::uint64_t { op_none = 0, op_accept = 1, op_recv = 2, op_send = 3, op_wake = 4 };
+  static constexpr std::uint64_t tag_mask = 7;
+
+  static std::uint64_t tag(void* object, std::uint64_t op) noexcept {
+    return reinterpret_cast<std::uint64_t>(object) | op;
+  }
+
+  template <class Sink>
+  void dispatch(const io_uring_cqe& cqe, Sink& sink) {
+    void* object = reinterpret_cast<void*>(cqe.user_data & ~tag_mask);
+    switch (cqe.user_data & tag_mask) {
+    case op_accept: {
+      auto& ctx = *static_cast<accept_context*>(object);
+      ctx.pending = false;
+      sink.on_accepted(ctx, cqe.res);
+      break;
+    }
+    case op_recv: {
+      auto& io = *static_cast<io_object*>(object);
+      io.recv_pending = false;
+      sink.on_received(io, cqe.res, io.recv_buffer);
+      break;
+    }
+    case op_send: {
+      auto& io = *static_cast<io_object*>(object);
+      io.send_pending = false;
+      sink.on_sent(io, cqe.res);
+      break;
+    }
+    case op_wake:
+      post_wake_read();
+      sink.on_wake();
+      break;
+    default: // a cancel request's own completion
+      break;
+    }
+  }
+
+  void post_wake_read() {
+    io_uring_sqe* sqe = sqe_for_submit();
+    sqe->opcode = IORING_OP_READ;
+    sqe->fd = wake_fd_;
+    sqe->addr = reinterpret_cast<std::uint64_t>(&wake_value_);
+    sqe->len = sizeof wake_value_;
+    sqe->user_data = op_wake;
+  }
+
+  void cancel_user_data(std::uint64_t user_data) {
+    io_uring_sqe* sqe = sqe_for_submit();
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = user_data;
+    sqe->user_data = op_none;
+  }
+
+  /// An SQE, submitting the full queue first if needed. The kernel copies SQEs at submission
+  /// (FEAT_SUBMIT_STABLE), so submitting early never changes what an operation means.
+  io_uring_sqe* sqe_for_submit() {
+    for (;;) {
+      if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
+      int r = ring_.submit_and_wait(0, 0);
+      if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+        throw std::system_error(errno_code(-r), "iocp: io_uring_enter");
+    }
+  }
+
+  io_uring_ring ring_;
+  int listen_fd_;
+  unsigned receive_size_;
+  int wake_fd_ = -1;
+  std::uint64_t wake_value_ = 0;
+};
+
+} // namespace iocp::detail

@@ -1,0 +1,110 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// POSIX socket helpers shared by the Linux backends.
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string>
+#include <sys/socket.h>
+#include <system_error>
+#include <unistd.h>
+
+#include "iocp/endpoint.hpp"
+
+namespace iocp::detail {
+
+inline std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
+inline std::error_code last_error() noexcept { return errno_code(errno); }
+
+[[noreturn]] inline void throw_errno(int e, const std::string& what) {
+  throw std::system_error(errno_code(e), "iocp: " + what);
+}
+
+inline socklen_t to_sockaddr(const endpoint& e, sockaddr_storage& out) noexcept {
+  std::memset(&out, 0, sizeof out);
+  if (e.is_v4()) {
+    auto& a = reinterpret_cast<sockaddr_in&>(out);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(e.port());
+    std::memcpy(&a.sin_addr, e.bytes().data(), 4);
+    return sizeof(sockaddr_in);
+  }
+  auto& a = reinterpret_cast<sockaddr_in6&>(out);
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(e.port());
+  a.sin6_scope_id = e.scope_id();
+  std::memcpy(&a.sin6_addr, e.bytes().data(), 16);
+  return sizeof(sockaddr_in6);
+}
+
+inline endpoint from_sockaddr(const sockaddr_storage& s) noexcept {
+  if (s.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(s);
+    std::array<std::uint8_t, 4> bytes;
+    std::memcpy(bytes.data(), &a.sin_addr, 4);
+    return endpoint::v4(bytes, ntohs(a.sin_port));
+  }
+  if (s.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(s);
+    std::array<std::uint8_t, 16> bytes;
+    std::memcpy(bytes.data(), &a.sin6_addr, 16);
+    return endpoint::v6(bytes, ntohs(a.sin6_port), a.sin6_scope_id);
+  }
+  return {};
+}
+
+inline endpoint local_endpoint_of(int fd) noexcept {
+  sockaddr_storage s{};
+  socklen_t len = sizeof s;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&s), &len) != 0) return {};
+  return from_sockaddr(s);
+}
+
+inline void set_nonblocking(int fd, bool on) noexcept {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
+inline void set_no_delay(int fd) noexcept {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/// Makes the next close() send a reset instead of a FIN (an abortive close).
+inline void set_linger_zero(int fd) noexcept {
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+/// A bound, listening socket, or std::system_error with the real cause.
+inline int open_listener(const endpoint& at, int backlog, bool reuse_address, bool v6_only) {
+  int fd = ::socket(at.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket()");
+  int one = 1;
+  if (reuse_address) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (at.is_v6()) {
+    int v6 = v6_only ? 1 : 0;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6);
+  }
+  sockaddr_storage address;
+  socklen_t length = to_sockaddr(at, address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw_errno(e, "bind(" + at.to_string() + ")");
+  }
+  if (::listen(fd, backlog) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw_errno(e, "listen(" + at.to_string() + ")");
+  }
+  return fd;
+}
+
+} // namespace iocp::detail

@@ -1,0 +1,127 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The bytes a connection has queued but the kernel has not yet taken. Copied sends are coalesced
+// into blocks from the Allocator policy, so many small messages become one send operation; a moved
+// std::vector is queued as it is, without a copy. Appending to the block a send is in flight from is
+// safe: the kernel only reads the range it was given, and the block never moves.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace iocp::detail {
+
+template <class Allocator>
+class send_queue {
+public:
+  /// Payload of a fresh copy block; a larger message gets a block of its own size.
+  static constexpr std::size_t block_payload = 16 * 1024 - 64;
+
+  send_queue() = default;
+  send_queue(const send_queue&) = delete;
+  send_queue& operator=(const send_queue&) = delete;
+
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t bytes() const noexcept { return bytes_; }
+
+  void append(Allocator& alloc, std::span<const std::byte> data) {
+    if (data.empty()) return;
+    if (tail_ && !tail_->owned && tail_->capacity - tail_->size >= data.size()) {
+      std::memcpy(tail_->data + tail_->size, data.data(), data.size());
+      tail_->size += data.size();
+    } else {
+      std::size_t capacity = std::max(block_payload, data.size());
+      void* memory = alloc.allocate(sizeof(node) + capacity);
+      node* n = ::new (memory) node{};
+      n->data = reinterpret_cast<std::byte*>(n + 1);
+      n->capacity = capacity;
+      n->size = data.size();
+      std::memcpy(n->data, data.data(), data.size());
+      link(n);
+    }
+    bytes_ += data.size();
+  }
+
+  void append(Allocator& alloc, std::vector<std::byte>&& buffer) {
+    if (buffer.empty()) return;
+    void* memory = alloc.allocate(sizeof(owned_node));
+    owned_node* n = ::new (memory) owned_node{};
+    n->buffer = std::move(buffer);
+    n->owned = true;
+    n->data = n->buffer.data();
+    n->capacity = n->size = n->buffer.size();
+    bytes_ += n->size;
+    link(n);
+  }
+
+  /// The unsent bytes of the first block: what the next send operation should carry.
+  std::span<const std::byte> front() const noexcept {
+    return {head_->data + head_->offset, head_->size - head_->offset};
+  }
+
+  /// The kernel took `n` bytes from the front.
+  void consume(Allocator& alloc, std::size_t n) noexcept {
+    bytes_ -= n;
+    head_->offset += n;
+    if (head_->offset == head_->size) {
+      node* done = head_;
+      head_ = done->next;
+      if (!head_) tail_ = nullptr;
+      release(alloc, done);
+    }
+  }
+
+  void clear(Allocator& alloc) noexcept {
+    while (head_) {
+      node* next = head_->next;
+      release(alloc, head_);
+      head_ = next;
+    }
+    tail_ = nullptr;
+    bytes_ = 0;
+  }
+
+private:
+  struct node {
+    node* next = nullptr;
+    std::byte* data = nullptr;
+    std::size_t capacity = 0;
+    std::size_t size = 0;
+    std::size_t offset = 0;
+    bool owned = false;
+  };
+  struct owned_node : node {
+    std::vector<std::byte> buffer;
+  };
+
+  void link(node* n) noexcept {
+    if (tail_)
+      tail_->next = n;
+    else
+      head_ = n;
+    tail_ = n;
+  }
+  static void release(Allocator& alloc, node* n) noexcept {
+    if (n->owned) {
+      auto* o = static_cast<owned_node*>(n);
+      o->~owned_node();
+      alloc.deallocate(o, sizeof(owned_node));
+    } else {
+      std::size_t total = sizeof(node) + n->capacity;
+      n->~node();
+      alloc.deallocate(n, total);
+    }
+  }
+
+  node* head_ = nullptr;
+  node* tail_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+} // namespace iocp::detail

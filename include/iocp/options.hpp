@@ -1,0 +1,70 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace iocp {
+
+/// Which operating-system mechanism runs the server's I/O.
+enum class backend {
+  automatic, ///< io_uring where the kernel allows it, else epoll (Linux); IOCP on Windows
+  io_uring,  ///< Linux io_uring through raw system calls; the constructor throws if refused
+  epoll,     ///< Linux epoll, completions emulated in user space
+  iocp,      ///< Windows I/O completion ports
+};
+
+inline constexpr std::string_view to_string(backend b) noexcept {
+  switch (b) {
+  case backend::automatic: return "auto";
+  case backend::io_uring: return "io_uring";
+  case backend::epoll: return "epoll";
+  case backend::iocp: return "iocp";
+  }
+  return "?";
+}
+
+inline constexpr std::optional<backend> parse_backend(std::string_view s) noexcept {
+  if (s == "auto" || s == "automatic") return backend::automatic;
+  if (s == "io_uring" || s == "uring") return backend::io_uring;
+  if (s == "epoll") return backend::epoll;
+  if (s == "iocp") return backend::iocp;
+  return std::nullopt;
+}
+
+/// How the server listens and runs. Every field has a default that serves a typical server.
+struct server_options {
+  /// Numeric IPv4 or IPv6 address to bind ("0.0.0.0", "::", "127.0.0.1", "::1").
+  std::string address = "0.0.0.0";
+  /// Port to bind; 0 binds an ephemeral port (see basic_iocp_server::local_endpoint()).
+  std::uint16_t port = 0;
+  /// Listen backlog.
+  int backlog = 1024;
+  backend io_backend = backend::automatic;
+  /// I/O threads for the thread_pool policy; 0 means std::thread::hardware_concurrency().
+  std::size_t threads = 0;
+  /// Bytes read per receive operation (and per buffer where the backend needs one per connection).
+  std::size_t receive_buffer_size = 16 * 1024;
+  /// Accept operations kept in flight per I/O thread (io_uring, IOCP).
+  unsigned accepts_in_flight = 4;
+  /// Most connections open at once; further ones are refused and reported. Also sizes the map.
+  std::size_t max_connections = 1 << 20;
+  /// TCP_NODELAY on accepted connections.
+  bool no_delay = true;
+  /// SO_REUSEADDR on the listening socket (lets a restarted server bind while TIME_WAITs remain).
+  bool reuse_address = true;
+  /// On an IPv6 listener, refuse IPv4-mapped clients (IPV6_V6ONLY).
+  bool v6_only = false;
+  /// After a graceful close has sent its FIN, how long to wait for the peer's before resetting.
+  std::chrono::milliseconds linger_timeout{5000};
+};
+
+/// Directions for basic_iocp_server::shutdown(), as in the original library's SD_* values.
+enum class shutdown_type { receive, send, both };
+
+} // namespace iocp

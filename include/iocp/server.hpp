@@ -1,0 +1,278 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// basic_iocp_server: a TCP server in the Proactor style, composed from compile-time policies.
+//
+//   iocp::iocp_server<echo_handler> server({.address = "127.0.0.1", .port = 50000});
+//
+// The constructor binds, listens and starts the I/O threads, or throws std::system_error with the
+// real cause. stop() drains gracefully; the destructor aborts whatever is still open. Both call
+// on_disconnected for every live connection and then on_server_closed, once.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "iocp/allocator.hpp"
+#include "iocp/connection.hpp"
+#include "iocp/connection_id.hpp"
+#include "iocp/connection_map.hpp"
+#include "iocp/detail/event_loop.hpp"
+#include "iocp/endpoint.hpp"
+#include "iocp/error.hpp"
+#include "iocp/handler.hpp"
+#include "iocp/options.hpp"
+#include "iocp/threading.hpp"
+
+namespace iocp {
+
+template <class Handler, class Allocator = pooled_allocator, class ConnectionMap = mutex_map,
+          class ThreadingPolicy = thread_pool>
+class basic_iocp_server {
+  static_assert(server_handler<Handler>, "iocp: the Handler must be a non-const class type");
+  static_assert(operation_allocator<Allocator>,
+                "iocp: the Allocator policy needs a default constructor, "
+                "void* allocate(std::size_t) and a noexcept deallocate(void*, std::size_t)");
+  static_assert(connection_map<ConnectionMap>,
+                "iocp: the ConnectionMap policy needs a constructor taking the capacity, "
+                "connection_id insert(connection_entry), bool erase(connection_id), "
+                "std::optional<connection_entry> find(connection_id) const and size() const");
+  static_assert(threading_policy<ThreadingPolicy>,
+                "iocp: the ThreadingPolicy needs a static bool multi_threaded and a static "
+                "thread_count(const server_options&)");
+
+public:
+  using handler_type = Handler;
+  using allocator_type = Allocator;
+  using connection_map_type = ConnectionMap;
+  using threading_policy_type = ThreadingPolicy;
+  using connection_type = connection<basic_iocp_server>;
+  using connection_state_type = typename detail::connection_state_of<Handler>::type;
+
+  static_assert(std::is_default_constructible_v<connection_state_type>,
+                "iocp: Handler::connection_state must be default-constructible");
+
+  /// Binds, listens and starts the I/O threads; the handler is constructed from `handler_args`.
+  /// Throws std::system_error (bad address, port in use, permission, backend refused).
+  template <class... Args>
+  explicit basic_iocp_server(server_options options, Args&&... handler_args)
+      : options_(std::move(options)), handler_(std::forward<Args>(handler_args)...),
+        map_(options_.max_connections) {
+    static_assert(detail::check_handler<Handler, connection_type>());
+    std::optional<endpoint> at = endpoint::parse(options_.address, options_.port);
+    if (!at)
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "iocp: not a numeric IPv4 or IPv6 address: '" + options_.address + "'");
+    if (options_.receive_buffer_size == 0 || options_.receive_buffer_size > (1u << 30))
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "iocp: receive_buffer_size must be between 1 and 1 GiB");
+    backend_ = choose_backend(options_.io_backend);
+    listen_fd_ = detail::open_listener(*at, options_.backlog, options_.reuse_address, options_.v6_only);
+    local_ = detail::local_endpoint_of(listen_fd_);
+    // io_uring waits for readiness itself; readiness-based accepting must never block.
+    detail::set_nonblocking(listen_fd_, backend_ == backend::epoll);
+    try {
+      std::size_t count = ThreadingPolicy::thread_count(options_);
+      if (count == 0 || count > 4096)
+        throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                                "iocp: thread count must be between 1 and 4096");
+      loops_.reserve(count);
+      for (std::size_t i = 0; i < count; ++i)
+        loops_.push_back(std::make_unique<loop_type>(*this, static_cast<std::uint32_t>(i), backend_,
+                                                     listen_fd_, options_));
+      threads_.reserve(count);
+      for (auto& loop : loops_)
+        threads_.emplace_back([l = loop.get()] { l->run(); });
+    } catch (...) {
+      stop_threads(0);
+      ::close(listen_fd_);
+      throw;
+    }
+  }
+
+  basic_iocp_server(const basic_iocp_server&) = delete;
+  basic_iocp_server& operator=(const basic_iocp_server&) = delete;
+
+  /// Aborts every connection still open (each gets on_disconnected), then on_server_closed.
+  /// Never throws and never waits for a peer. Must not run on one of the server's own threads.
+  ~basic_iocp_server() {
+    if (on_io_thread()) {
+      std::fputs("iocp: a server was destroyed from its own I/O thread\n", stderr);
+      std::abort();
+    }
+    stop(std::chrono::milliseconds(0));
+  }
+
+  /// The bound address; the port is the real one when server_options::port was 0.
+  const endpoint& local_endpoint() const noexcept { return local_; }
+  /// The backend in use (automatic resolved).
+  iocp::backend backend() const noexcept { return backend_; }
+  std::size_t thread_count() const noexcept { return loops_.size(); }
+  /// Connections open now.
+  std::size_t connection_count() const { return map_.size(); }
+  const server_options& options() const noexcept { return options_; }
+
+  Handler& handler() noexcept { return handler_; }
+  const Handler& handler() const noexcept { return handler_; }
+  ConnectionMap& connection_map() noexcept { return map_; }
+
+  // ---- operations by id, from any thread ----
+  // On the connection's own I/O thread they act at once; elsewhere they are posted to it and carried
+  // out in the order each thread made them. An id that is unknown now gives errc::unknown_connection;
+  // a connection that closes before posted work reaches it simply drops that work.
+
+  std::error_code send(connection_id id, std::span<const std::byte> data) {
+    return dispatch(
+        id, [&](connection_type& c) { return c.send(data); },
+        [&] { return command(command_kind::send, id, std::vector<std::byte>(data.begin(), data.end())); });
+  }
+  std::error_code send(connection_id id, std::string_view text) {
+    return send(id, std::as_bytes(std::span(text)));
+  }
+  std::error_code send(connection_id id, std::vector<std::byte>&& buffer) {
+    return dispatch(
+        id, [&](connection_type& c) { return c.send(std::move(buffer)); },
+        [&] { return command(command_kind::send, id, std::move(buffer)); });
+  }
+  std::error_code shutdown(connection_id id, shutdown_type how) {
+    return dispatch(
+        id, [&](connection_type& c) { return c.shutdown(how); },
+        [&] {
+          auto cmd = command(command_kind::shutdown, id);
+          cmd.how = how;
+          return cmd;
+        });
+  }
+  std::error_code disconnect(connection_id id) {
+    return dispatch(
+        id, [&](connection_type& c) { return c.disconnect(); },
+        [&] { return command(command_kind::disconnect, id); });
+  }
+  std::error_code abort(connection_id id) {
+    return dispatch(
+        id,
+        [&](connection_type& c) {
+          c.abort();
+          return std::error_code{};
+        },
+        [&] { return command(command_kind::abort, id); });
+  }
+
+  /// Graceful stop: stop accepting, shut down every connection's send side after its queued data,
+  /// wait up to `timeout` for the peers to close, then reset the rest. Returns when every thread has
+  /// ended and on_server_closed has run. From one of the server's own threads it only starts the
+  /// stop and returns errc::would_deadlock (the destructor finishes it).
+  std::error_code stop(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    if (on_io_thread()) {
+      post_stop(timeout);
+      return make_error_code(errc::would_deadlock);
+    }
+    std::lock_guard lock(stop_mutex_);
+    if (stopped_) return {};
+    stop_threads(timeout.count() < 0 ? 0 : timeout.count());
+    ::close(listen_fd_);
+    stopped_ = true;
+    if constexpr (detail::has_on_server_closed<Handler>) {
+      try {
+        handler_.on_server_closed();
+      } catch (...) {}
+    }
+    return {};
+  }
+
+  /// Starts a graceful stop without waiting (safe from a callback); stop() or the destructor joins.
+  void request_stop(std::chrono::milliseconds timeout = std::chrono::seconds(5)) { post_stop(timeout); }
+
+private:
+  using loop_type = detail::event_loop<basic_iocp_server>;
+  using command_kind = detail::loop_command::kind;
+
+  static iocp::backend choose_backend(iocp::backend wanted) {
+    switch (wanted) {
+    case backend::io_uring:
+      if (std::error_code e = detail::probe_io_uring())
+        throw std::system_error(e, "iocp: the io_uring backend is unavailable");
+      return backend::io_uring;
+    case backend::epoll: return backend::epoll;
+    case backend::automatic:
+      // Refused (seccomp: EPERM; old kernel: ENOSYS or missing features): epoll serves instead.
+      return detail::probe_io_uring() ? backend::epoll : backend::io_uring;
+    case backend::iocp: break;
+    }
+    throw std::system_error(make_error_code(errc::backend_unavailable),
+                            std::string("iocp: backend '") + std::string(to_string(wanted)) +
+                                "' does not exist on this platform");
+  }
+
+  bool on_io_thread() const noexcept {
+    for (const auto& loop : loops_)
+      if (loop->on_own_thread()) return true;
+    return false;
+  }
+
+  static detail::loop_command command(command_kind what, connection_id id, std::vector<std::byte> data = {}) {
+    detail::loop_command cmd{what, id};
+    cmd.data = std::move(data);
+    return cmd;
+  }
+
+  template <class Direct, class Posted>
+  std::error_code dispatch(connection_id id, Direct&& direct, Posted&& posted) {
+    std::optional<connection_entry> entry = map_.find(id);
+    if (!entry) return make_error_code(errc::unknown_connection);
+    loop_type& loop = *loops_[entry->owner];
+    if (loop.on_own_thread()) return direct(*static_cast<connection_type*>(entry->object));
+    if (stopping_.load(std::memory_order_acquire)) return make_error_code(errc::server_stopping);
+    loop.post(posted());
+    return {};
+  }
+
+  void post_stop(std::chrono::milliseconds timeout) {
+    std::int64_t deadline =
+        detail::monotonic_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    stopping_.store(true, std::memory_order_release);
+    for (auto& loop : loops_) {
+      detail::loop_command cmd{command_kind::stop, connection_id{}};
+      cmd.data = {};
+      cmd.deadline_ns = deadline;
+      loop->post(std::move(cmd));
+    }
+  }
+
+  void stop_threads(std::int64_t timeout_ms) {
+    post_stop(std::chrono::milliseconds(timeout_ms));
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+  server_options options_;
+  Handler handler_;
+  ConnectionMap map_;
+  iocp::backend backend_ = backend::automatic;
+  int listen_fd_ = -1;
+  endpoint local_;
+  std::vector<std::unique_ptr<loop_type>> loops_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mutex_;
+  bool stopped_ = false;
+};
+
+/// The common case: pooled per-operation memory, the mutex map, one I/O thread per core.
+template <class Handler>
+using iocp_server = basic_iocp_server<Handler>;
+
+} // namespace iocp

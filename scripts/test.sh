@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds everything and runs every test suite (unit and stress) on every backend this machine has.
+# Extra arguments go to `meson test` (e.g. --suite unit). Ends with one line "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+build=${BUILD_DIR:-build}
+[ -f "$build/build.ninja" ] || meson setup "$build"
+meson compile -C "$build"
+status=0
+meson test -C "$build" --print-errorlogs --num-processes 1 "$@" || status=$?
+python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("result") in ("OK", "EXPECTEDFAIL", "SKIP"):
+        passed += 1
+    else:
+        failed += 1
+print(f"test programs: {passed} passed, {failed} failed")
+PY
+exit $status

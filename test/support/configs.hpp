@@ -1,0 +1,49 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// Named policy combinations: BOOST_AUTO_TEST_CASE_TEMPLATE over these shows each by its name.
+// `server<H>` is the server type for handler H under that combination.
+
+#include <tuple>
+
+#include "iocp/iocp.hpp"
+
+namespace test_support {
+
+template <iocp::backend B, class Allocator, class Map, class Threading>
+struct config {
+  static constexpr iocp::backend io_backend = B;
+  template <class Handler>
+  using server = iocp::basic_iocp_server<Handler, Allocator, Map, Threading>;
+  static iocp::server_options options() {
+    iocp::server_options o;
+    o.address = "127.0.0.1";
+    o.port = 0;
+    o.io_backend = B;
+    o.threads = 2;
+    return o;
+  }
+};
+
+// clang-format off
+struct uring_mutex_pooled_single   : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::mutex_map, iocp::single_threaded> {};
+struct uring_mutex_pooled_pool     : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::mutex_map, iocp::thread_pool> {};
+struct uring_mutex_plain_single    : config<iocp::backend::io_uring, iocp::plain_allocator,  iocp::mutex_map, iocp::single_threaded> {};
+struct uring_mutex_plain_pool      : config<iocp::backend::io_uring, iocp::plain_allocator,  iocp::mutex_map, iocp::thread_pool> {};
+struct epoll_mutex_pooled_single   : config<iocp::backend::epoll,    iocp::pooled_allocator, iocp::mutex_map, iocp::single_threaded> {};
+struct epoll_mutex_pooled_pool     : config<iocp::backend::epoll,    iocp::pooled_allocator, iocp::mutex_map, iocp::thread_pool> {};
+struct epoll_mutex_plain_single    : config<iocp::backend::epoll,    iocp::plain_allocator,  iocp::mutex_map, iocp::single_threaded> {};
+struct epoll_mutex_plain_pool      : config<iocp::backend::epoll,    iocp::plain_allocator,  iocp::mutex_map, iocp::thread_pool> {};
+// clang-format on
+
+/// Every combination: for the core echo and half-close cases.
+using all_configs = std::tuple<uring_mutex_pooled_single, uring_mutex_pooled_pool, uring_mutex_plain_single,
+                               uring_mutex_plain_pool, epoll_mutex_pooled_single, epoll_mutex_pooled_pool,
+                               epoll_mutex_plain_single, epoll_mutex_plain_pool>;
+
+/// One combination per backend, multi-threaded: for the behaviour tests, which do not depend on the
+/// allocator or map but must hold on every backend.
+using backend_configs = std::tuple<uring_mutex_pooled_pool, epoll_mutex_pooled_pool>;
+
+} // namespace test_support

@@ -1,0 +1,71 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// A handler base for tests that records what the server reported, thread-safely, so a test can
+// wait for an event and check the invariants (one on_disconnected per on_connected).
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <system_error>
+#include <vector>
+
+#include "iocp/iocp.hpp"
+
+namespace test_support {
+
+struct event_record {
+  std::mutex mutex;
+  std::vector<iocp::connection_id> connected;
+  std::map<iocp::connection_id, std::error_code> disconnected;
+  std::vector<iocp::connection_info> infos;
+  std::vector<std::pair<std::error_code, iocp::operation>> server_errors;
+  std::atomic<int> peer_shutdowns{0};
+  std::atomic<int> server_closed{0};
+  std::atomic<std::size_t> bytes_received{0};
+  std::atomic<std::size_t> bytes_sent{0};
+  std::atomic<int> duplicate_disconnects{0};
+
+  std::size_t connected_count() {
+    std::lock_guard l(mutex);
+    return connected.size();
+  }
+  std::size_t disconnected_count() {
+    std::lock_guard l(mutex);
+    return disconnected.size();
+  }
+  iocp::connection_id last_connected() {
+    std::lock_guard l(mutex);
+    return connected.empty() ? iocp::connection_id{} : connected.back();
+  }
+  std::optional<std::error_code> reason(iocp::connection_id id) {
+    std::lock_guard l(mutex);
+    auto it = disconnected.find(id);
+    if (it == disconnected.end()) return std::nullopt;
+    return it->second;
+  }
+};
+
+/// Records every event into `*record`; derive from it and add behaviour (call the base first).
+struct recording_handler {
+  event_record* record;
+
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    std::lock_guard l(record->mutex);
+    record->connected.push_back(conn.id());
+    record->infos.push_back(info);
+  }
+  void on_sent(auto&, std::size_t n) { record->bytes_sent += n; }
+  void on_disconnected(auto& conn, std::error_code reason) {
+    std::lock_guard l(record->mutex);
+    if (!record->disconnected.emplace(conn.id(), reason).second) ++record->duplicate_disconnects;
+  }
+  void on_server_error(std::error_code e, iocp::operation where) {
+    std::lock_guard l(record->mutex);
+    record->server_errors.emplace_back(e, where);
+  }
+  void on_server_closed() { ++record->server_closed; }
+};
+
+} // namespace test_support
