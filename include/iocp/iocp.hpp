@@ -11,6 +11,7 @@
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
+#include "iocp/lockfree_map.hpp"
 #include "iocp/options.hpp"
 #include "iocp/server.hpp"
 #include "iocp/threading.hpp"

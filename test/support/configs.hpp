@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "iocp/iocp.hpp"
+#include "iocp/lockfree_map.hpp"
 
 namespace test_support {
 
@@ -35,12 +36,24 @@ struct epoll_mutex_pooled_single   : config<iocp::backend::epoll,    iocp::poole
 struct epoll_mutex_pooled_pool     : config<iocp::backend::epoll,    iocp::pooled_allocator, iocp::mutex_map, iocp::thread_pool> {};
 struct epoll_mutex_plain_single    : config<iocp::backend::epoll,    iocp::plain_allocator,  iocp::mutex_map, iocp::single_threaded> {};
 struct epoll_mutex_plain_pool      : config<iocp::backend::epoll,    iocp::plain_allocator,  iocp::mutex_map, iocp::thread_pool> {};
+struct uring_lockfree_pooled_single : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::lockfree_map, iocp::single_threaded> {};
+struct uring_lockfree_pooled_pool   : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::lockfree_map, iocp::thread_pool> {};
+struct uring_lockfree_plain_single  : config<iocp::backend::io_uring, iocp::plain_allocator,  iocp::lockfree_map, iocp::single_threaded> {};
+struct uring_lockfree_plain_pool    : config<iocp::backend::io_uring, iocp::plain_allocator,  iocp::lockfree_map, iocp::thread_pool> {};
+struct epoll_lockfree_pooled_single : config<iocp::backend::epoll,    iocp::pooled_allocator, iocp::lockfree_map, iocp::single_threaded> {};
+struct epoll_lockfree_pooled_pool   : config<iocp::backend::epoll,    iocp::pooled_allocator, iocp::lockfree_map, iocp::thread_pool> {};
+struct epoll_lockfree_plain_single  : config<iocp::backend::epoll,    iocp::plain_allocator,  iocp::lockfree_map, iocp::single_threaded> {};
+struct epoll_lockfree_plain_pool    : config<iocp::backend::epoll,    iocp::plain_allocator,  iocp::lockfree_map, iocp::thread_pool> {};
 // clang-format on
 
-/// Every combination: for the core echo and half-close cases.
-using all_configs = std::tuple<uring_mutex_pooled_single, uring_mutex_pooled_pool, uring_mutex_plain_single,
-                               uring_mutex_plain_pool, epoll_mutex_pooled_single, epoll_mutex_pooled_pool,
-                               epoll_mutex_plain_single, epoll_mutex_plain_pool>;
+/// Every combination (backend x map x allocator x threading): for the core echo and half-close cases.
+using all_configs =
+    std::tuple<uring_mutex_pooled_single, uring_mutex_pooled_pool, uring_mutex_plain_single,
+               uring_mutex_plain_pool, uring_lockfree_pooled_single, uring_lockfree_pooled_pool,
+               uring_lockfree_plain_single, uring_lockfree_plain_pool, epoll_mutex_pooled_single,
+               epoll_mutex_pooled_pool, epoll_mutex_plain_single, epoll_mutex_plain_pool,
+               epoll_lockfree_pooled_single, epoll_lockfree_pooled_pool, epoll_lockfree_plain_single,
+               epoll_lockfree_plain_pool>;
 
 /// One combination per backend, multi-threaded: for the behaviour tests, which do not depend on the
 /// allocator or map but must hold on every backend.
