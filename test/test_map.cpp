@@ -123,3 +123,85 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(concurrent_insert_erase_find, Map, maps) {
   BOOST_TEST(map.size() == 0u);
   BOOST_TEST_MESSAGE("refused while full: " << refused.load());
 }
+
+// ---- the maps inside a running server: sends by id from several threads while connections churn ----
+
+#include "support/client.hpp"
+#include "support/configs.hpp"
+#include "support/recorder.hpp"
+
+namespace {
+
+struct publishing_handler : test_support::recording_handler {
+  std::vector<std::atomic<std::uint64_t>>* ids;
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    recording_handler::on_connected(conn, info);
+    (*ids)[conn.id().value() % ids->size()].store(conn.id().value(), std::memory_order_relaxed);
+  }
+  void on_received(auto& conn, std::span<const std::byte> data) { conn.send(data); }
+};
+
+using server_configs =
+    std::tuple<test_support::uring_mutex_pooled_pool, test_support::uring_lockfree_pooled_pool,
+               test_support::epoll_mutex_pooled_pool, test_support::epoll_lockfree_pooled_pool>;
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(sends_by_id_race_with_closing_connections, Config, server_configs) {
+  using namespace test_support;
+  event_record record;
+  std::vector<std::atomic<std::uint64_t>> ids(64);
+  for (auto& i : ids)
+    i.store(0);
+  typename Config::template server<publishing_handler> server(Config::options(),
+                                                              publishing_handler{{&record}, &ids});
+  const std::uint16_t port = server.local_endpoint().port();
+  std::atomic<bool> done{false};
+  std::atomic<long> accepted_sends{0}, rejected_sends{0};
+
+  // Senders: hammer whatever ids were published, live or long gone.
+  std::vector<std::thread> senders;
+  for (int t = 0; t < 3; ++t) {
+    senders.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      std::vector<std::byte> payload(100, std::byte{'x'});
+      while (!done.load()) {
+        iocp::connection_id id(ids[rng() % ids.size()].load(std::memory_order_relaxed));
+        std::error_code e =
+            (rng() % 2) ? server.send(id, payload) : server.send(id, std::vector<std::byte>(payload));
+        if (!e)
+          ++accepted_sends;
+        else if (e == iocp::errc::unknown_connection || e == iocp::errc::connection_closing)
+          ++rejected_sends;
+        else
+          BOOST_ERROR("unexpected send error: " << e.message());
+      }
+    });
+  }
+  // Churn: clients connect, echo, and leave by FIN or by reset.
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 2; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 400; ++i) {
+        socket_fd s = connect_local(port);
+        send_all(s.get(), "ping");
+        if (i % 3 == 0)
+          set_linger_zero(s.get());
+        else
+          shutdown_write(s.get());
+        (void)t;
+      }
+    });
+  }
+  for (auto& c : clients)
+    c.join();
+  done = true;
+  for (auto& s : senders)
+    s.join();
+  BOOST_TEST(wait_until([&] { return record.disconnected_count() == record.connected_count(); }));
+  BOOST_TEST(record.connected_count() == 800u);
+  BOOST_TEST(record.duplicate_disconnects == 0);
+  BOOST_TEST(wait_until([&] { return server.connection_count() == 0; }));
+  BOOST_TEST_MESSAGE("sends accepted " << accepted_sends << ", rejected " << rejected_sends);
+  BOOST_TEST(rejected_sends > 0); // stale ids were tried, and refused
+}

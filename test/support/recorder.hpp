@@ -26,6 +26,9 @@ struct event_record {
   std::atomic<std::size_t> bytes_received{0};
   std::atomic<std::size_t> bytes_sent{0};
   std::atomic<int> duplicate_disconnects{0};
+  /// Broken expectations seen on I/O threads, where Boost.Test assertions must not run (it is not
+  /// thread-safe): count them there, assert the count on the test's thread.
+  std::atomic<int> violations{0};
 
   std::size_t connected_count() {
     std::lock_guard l(mutex);
