@@ -226,6 +226,7 @@ inline std::string endpoint::address() const {
       continue;
     }
     if (mapped_v4 && k == 6) {
+      out += ':';
       for (int b = 12; b < 16; ++b) {
         if (b > 12) out += '.';
         out += std::to_string(bytes_[b]);
