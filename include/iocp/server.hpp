@@ -12,9 +12,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -85,19 +87,8 @@ public:
     // io_uring waits for readiness itself; readiness-based accepting must never block.
     detail::set_nonblocking(listen_fd_, backend_ == backend::epoll);
     try {
-      std::size_t count = ThreadingPolicy::thread_count(options_);
-      if (count == 0 || count > 4096)
-        throw std::system_error(std::make_error_code(std::errc::invalid_argument),
-                                "iocp: thread count must be between 1 and 4096");
-      loops_.reserve(count);
-      for (std::size_t i = 0; i < count; ++i)
-        loops_.push_back(std::make_unique<loop_type>(*this, static_cast<std::uint32_t>(i), backend_,
-                                                     listen_fd_, options_));
-      threads_.reserve(count);
-      for (auto& loop : loops_)
-        threads_.emplace_back([l = loop.get()] { l->run(); });
+      start_threads(ThreadingPolicy::thread_count(options_));
     } catch (...) {
-      stop_threads(0);
       ::close(listen_fd_);
       throw;
     }
@@ -250,6 +241,78 @@ private:
       cmd.deadline_ns = deadline;
       loop->post(std::move(cmd));
     }
+  }
+
+  /// Each I/O thread builds its own loop (and so its ring: the kernel ties a ring to the thread
+  /// that set it up, and signals that thread when the ring goes away; the user's thread must not be
+  /// it). The constructor waits until every loop is built, and rethrows the first failure.
+  void start_threads(std::size_t count) {
+    if (count == 0 || count > 4096)
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "iocp: thread count must be between 1 and 4096");
+    struct startup {
+      std::mutex mutex;
+      std::condition_variable changed;
+      std::size_t built = 0;
+      bool go = false;
+      bool abandon = false;
+      std::exception_ptr error;
+    };
+    // Shared: a woken thread still re-locks the mutex after the constructor may have returned.
+    auto shared_start = std::make_shared<startup>();
+    startup& start = *shared_start;
+    loops_.resize(count);
+    threads_.reserve(count);
+    auto abandon = [&] {
+      {
+        std::lock_guard lock(start.mutex);
+        start.abandon = true;
+      }
+      start.changed.notify_all();
+      for (auto& t : threads_)
+        t.join();
+      threads_.clear();
+      loops_.clear();
+    };
+    try {
+      for (std::size_t i = 0; i < count; ++i) {
+        threads_.emplace_back([this, i, shared_start] {
+          startup& start = *shared_start;
+          std::unique_ptr<loop_type> loop;
+          std::exception_ptr error;
+          try {
+            loop = std::make_unique<loop_type>(*this, static_cast<std::uint32_t>(i), backend_, listen_fd_,
+                                               options_);
+          } catch (...) {
+            error = std::current_exception();
+          }
+          {
+            std::unique_lock lock(start.mutex);
+            if (error && !start.error) start.error = error;
+            loops_[i] = std::move(loop);
+            ++start.built;
+            start.changed.notify_all();
+            start.changed.wait(lock, [&] { return start.go || start.abandon; });
+            if (start.abandon) return;
+          }
+          loops_[i]->run();
+        });
+      }
+    } catch (...) {
+      abandon(); // a thread could not be created
+      throw;
+    }
+    std::unique_lock lock(start.mutex);
+    start.changed.wait(lock, [&] { return start.built == count; });
+    if (start.error) {
+      lock.unlock();
+      std::exception_ptr error = start.error;
+      abandon();
+      std::rethrow_exception(error);
+    }
+    start.go = true;
+    lock.unlock();
+    start.changed.notify_all();
   }
 
   void stop_threads(std::int64_t timeout_ms) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <system_error>
+#include <thread>
 
 #include "iocp/detail/linux/socket_ops.hpp"
 
@@ -208,11 +209,29 @@ private:
   io_uring_cqe* cqes_ = nullptr;
 };
 
+/// The probe itself, on the calling thread: a ring opens, and a no-op goes through
+/// io_uring_enter and completes (a seccomp profile may allow io_uring_setup but refuse the rest).
+inline std::error_code probe_io_uring_on_this_thread() noexcept {
+  io_uring_ring ring;
+  if (std::error_code e = ring.open(4, 8)) return e;
+  io_uring_sqe* sqe = ring.get_sqe();
+  sqe->opcode = IORING_OP_NOP;
+  sqe->user_data = 1;
+  if (int r = ring.submit_and_wait(1, 1'000'000'000); r < 0 && r != -EINTR) return errno_code(-r);
+  int result = -ETIME;
+  ring.for_each_completion([&](const io_uring_cqe& cqe) { result = cqe.res; });
+  return result < 0 ? errno_code(-result) : std::error_code{};
+}
+
 /// Whether this process may use io_uring with the features the backend needs (it may not under a
 /// container's seccomp profile, or on an old kernel). The error says why not.
-inline std::error_code probe_io_uring() noexcept {
-  io_uring_ring ring;
-  return ring.open(4, 8);
+///
+/// It runs on a thread of its own: the kernel signals the thread that set a ring up when the ring
+/// is torn down, which would interrupt the caller's next blocking call with EINTR.
+inline std::error_code probe_io_uring() {
+  std::error_code result;
+  std::thread([&] { result = probe_io_uring_on_this_thread(); }).join();
+  return result;
 }
 
 } // namespace iocp::detail
