@@ -50,6 +50,9 @@ struct server_options {
   std::size_t threads = 0;
   /// Bytes read per receive operation (and per buffer where the backend needs one per connection).
   std::size_t receive_buffer_size = 16 * 1024;
+  /// io_uring: receive buffers shared by the connections of one I/O thread (a provided-buffer ring,
+  /// Linux 5.19+), so an idle connection holds none. 0, or an older kernel: one buffer per connection.
+  unsigned receive_buffers_per_thread = 256;
   /// Accept operations kept in flight per I/O thread (io_uring, IOCP).
   unsigned accepts_in_flight = 4;
   /// Most connections open at once; further ones are refused and reported. Also sizes the map.

@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -61,7 +62,7 @@ public:
       : server_(server), index_(index), options_(options) {
     unsigned entries = 1024;
     if (kind == iocp::backend::io_uring) {
-      uring_.emplace(listen_fd, options.receive_buffer_size, entries);
+      uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread);
       accepts_.resize(std::max(1u, options.accepts_in_flight));
     } else {
       epoll_.emplace(listen_fd, options.receive_buffer_size, entries);
@@ -242,7 +243,12 @@ public:
       execute(command);
   }
 
-  void on_backend_error(std::error_code e) { report(e, operation::submit); }
+  /// The backend could not wait or submit (e.g. a seccomp profile that refuses io_uring_enter
+  /// after setup was allowed). Reported, and paced, so that a lasting failure cannot spin a core.
+  void on_backend_error(std::error_code e) {
+    report(e, operation::submit);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 
 private:
   static constexpr std::int64_t min_backoff_ns = 10'000'000;    // 10 ms
@@ -286,7 +292,8 @@ private:
     std::byte* buffer = nullptr;
     try {
       memory = allocator_.allocate(sizeof(connection_type));
-      if (uring_) buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
+      if (uring_ && uring_->needs_receive_buffers())
+        buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
     } catch (const std::bad_alloc&) {
       if (memory) allocator_.deallocate(memory, sizeof(connection_type));
       ::close(fd);

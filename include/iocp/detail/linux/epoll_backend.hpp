@@ -24,9 +24,6 @@ namespace iocp::detail {
 
 class epoll_backend {
 public:
-  static constexpr bool needs_receive_buffers = false;
-  static constexpr bool wants_nonblocking_sockets = true;
-
   epoll_backend(int listen_fd, std::size_t receive_size, unsigned /*entries*/)
       : listen_fd_(listen_fd), receive_size_(receive_size),
         receive_buffer_(std::make_unique<std::byte[]>(receive_size)) {
@@ -48,6 +45,9 @@ public:
       throw_errno(e, "epoll_ctl(eventfd)");
     }
   }
+  /// Receives land in one buffer the thread shares: connections need none of their own.
+  bool needs_receive_buffers() const noexcept { return false; }
+
   epoll_backend(const epoll_backend&) = delete;
   epoll_backend& operator=(const epoll_backend&) = delete;
   ~epoll_backend() {

@@ -17,6 +17,8 @@ struct io_object {
   int fd = -1;
   bool recv_pending = false;
   bool send_pending = false;
+  // io_uring: the loop asked for the pending operations to end; never re-arm them on its behalf.
+  bool cancel_requested = false;
   // epoll only: the send is waiting for EPOLLOUT, and the interest set registered for fd.
   bool send_waiting = false;
   std::uint32_t registered_events = 0;

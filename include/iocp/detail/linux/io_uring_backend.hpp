@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "iocp/detail/linux/io_object.hpp"
+#include "iocp/detail/linux/io_uring_buffer_ring.hpp"
 #include "iocp/detail/linux/io_uring_ring.hpp"
 #include "iocp/detail/linux/socket_ops.hpp"
 
@@ -19,26 +20,33 @@ namespace iocp::detail {
 
 class io_uring_backend {
 public:
-  static constexpr bool needs_receive_buffers = true;
-
-  io_uring_backend(int listen_fd, std::size_t receive_size, unsigned entries)
+  /// `receive_buffers`: how many buffers the thread's provided-buffer ring holds (rounded up to a
+  /// power of two); 0 gives every connection a buffer of its own instead.
+  io_uring_backend(int listen_fd, std::size_t receive_size, unsigned entries, unsigned receive_buffers)
       : listen_fd_(listen_fd), receive_size_(static_cast<unsigned>(receive_size)) {
     if (std::error_code e = ring_.open(entries, entries * 4))
       throw std::system_error(e, "iocp: io_uring_setup");
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) throw_errno(errno, "eventfd()");
+    if (receive_buffers) {
+      unsigned count = 1;
+      while (count < receive_buffers && count < 32768)
+        count <<= 1;
+      // Refused by an older kernel: connections get their own buffers, as without the ring.
+      multishot_ = !buffers_.open(ring_.fd(), buffer_group, count, receive_size);
+    }
     post_wake_read();
   }
+
+  /// Whether each connection needs a buffer of its own to receive into (no provided-buffer ring).
+  bool needs_receive_buffers() const noexcept { return !buffers_.is_open(); }
   io_uring_backend(const io_uring_backend&) = delete;
   io_uring_backend& operator=(const io_uring_backend&) = delete;
   ~io_uring_backend() {
+    buffers_.close();
     ring_.close(); // before the eventfd: the ring's pending read holds a reference to it
     if (wake_fd_ >= 0) ::close(wake_fd_);
   }
-
-  /// Accepted sockets stay blocking: io_uring waits for readiness itself, and a non-blocking socket
-  /// could have an operation fail with EAGAIN instead of waiting on older kernels.
-  static constexpr bool wants_nonblocking_sockets = false;
 
   void start_accept(accept_context& ctx) {
     ctx.pending = true;
@@ -56,14 +64,24 @@ public:
     if (ctx.pending) cancel_user_data(tag(&ctx, op_accept));
   }
 
+  /// With the buffer ring, one multishot receive stays armed for the connection's whole life
+  /// (recv_pending stays set while the kernel says more will come).
   void start_recv(io_object& io) {
     io.recv_pending = true;
+    io.cancel_requested = false;
     io_uring_sqe* sqe = sqe_for_submit();
     sqe->opcode = IORING_OP_RECV;
     sqe->fd = io.fd;
-    sqe->addr = reinterpret_cast<std::uint64_t>(io.recv_buffer);
-    sqe->len = receive_size_;
     sqe->user_data = tag(&io, op_recv);
+    if (buffers_.is_open()) {
+      // len 0: each buffer's own length (multishot receive refuses any other before Linux 6.x).
+      sqe->flags = IOSQE_BUFFER_SELECT;
+      sqe->buf_group = buffers_.group();
+      if (multishot_) sqe->ioprio = IORING_RECV_MULTISHOT;
+    } else {
+      sqe->addr = reinterpret_cast<std::uint64_t>(io.recv_buffer);
+      sqe->len = receive_size_;
+    }
   }
 
   void start_send(io_object& io, const std::byte* data, std::size_t size) {
@@ -80,6 +98,7 @@ public:
 
   /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished.
   void cancel(io_object& io) {
+    io.cancel_requested = true;
     if (io.recv_pending) cancel_user_data(tag(&io, op_recv));
     if (io.send_pending) cancel_user_data(tag(&io, op_send));
   }
@@ -126,8 +145,24 @@ private:
     }
     case op_recv: {
       auto& io = *static_cast<io_object*>(object);
-      io.recv_pending = false;
-      sink.on_received(io, cqe.res, io.recv_buffer);
+      const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+      if (!more && buffers_.is_open() && !io.cancel_requested) {
+        // The ring was empty for a moment (its buffers come back before the next submission), or
+        // this kernel has buffer rings but not multishot receive: receive again, unseen by the loop.
+        if (cqe.res == -ENOBUFS || (cqe.res == -EINVAL && multishot_)) {
+          if (cqe.res == -EINVAL) multishot_ = false;
+          start_recv(io);
+          break;
+        }
+      }
+      io.recv_pending = more;
+      if (cqe.flags & IORING_CQE_F_BUFFER) {
+        auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+        sink.on_received(io, cqe.res, buffers_.buffer(id)); // may free `io`: do not touch it after
+        buffers_.recycle(id);
+      } else {
+        sink.on_received(io, cqe.res, io.recv_buffer);
+      }
       break;
     }
     case op_send: {
@@ -173,7 +208,11 @@ private:
     }
   }
 
+  static constexpr std::uint16_t buffer_group = 0;
+
   io_uring_ring ring_;
+  io_uring_buffer_ring buffers_;
+  bool multishot_ = false;
   int listen_fd_;
   unsigned receive_size_;
   int wake_fd_ = -1;
