@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the tests with a sanitizer and runs them: scripts/sanitize.sh thread|address [meson test args]
+#   thread:  ThreadSanitizer
+#   address: AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included)
+# Any report fails the run (halt_on_error / exitcode). Default: the 'unit' suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+kind=${1:?usage: scripts/sanitize.sh thread|address [meson test args]}
+shift
+case "$kind" in
+  thread) sanitize=thread ;;
+  address) sanitize=address,undefined ;;
+  *) echo "unknown sanitizer: $kind" >&2; exit 2 ;;
+esac
+build=${BUILD_DIR:-build-$kind}
+[ -f "$build/build.ninja" ] || meson setup "$build" -Db_sanitize="$sanitize" -Db_lundef=false >/dev/null
+meson compile -C "$build"
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
+export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
+if [ $# -eq 0 ]; then set -- --suite unit; fi
+meson test -C "$build" --print-errorlogs --num-processes 1 --timeout-multiplier 4 "$@"
