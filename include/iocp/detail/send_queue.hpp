@@ -8,6 +8,7 @@
 // safe: the kernel only reads the range it was given, and the block never moves.
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -20,8 +21,12 @@ namespace iocp::detail {
 template <class Allocator>
 class send_queue {
 public:
-  /// Payload of a fresh copy block; a larger message gets a block of its own size.
+  /// Payload of a copy block opened while data is already queued: a backlog coalesces into blocks
+  /// this large. A larger message gets a block of its own size.
   static constexpr std::size_t block_payload = 16 * 1024 - 64;
+  /// Into an empty queue (the usual case: the last send went out), a block just fits the message,
+  /// rounded up to a pool class, so a request-response connection never holds 16 KiB.
+  static constexpr std::size_t small_block = 256;
 
   send_queue() = default;
   send_queue(const send_queue&) = delete;
@@ -36,7 +41,13 @@ public:
       std::memcpy(tail_->data + tail_->size, data.data(), data.size());
       tail_->size += data.size();
     } else {
-      std::size_t capacity = std::max(block_payload, data.size());
+      std::size_t capacity;
+      if (bytes_ == 0) {
+        capacity = std::bit_ceil(std::max(small_block, sizeof(node) + data.size())) - sizeof(node);
+        if (capacity > block_payload) capacity = std::max(block_payload, data.size());
+      } else {
+        capacity = std::max(block_payload, data.size());
+      }
       void* memory = alloc.allocate(sizeof(node) + capacity);
       node* n = ::new (memory) node{};
       n->data = reinterpret_cast<std::byte*>(n + 1);
