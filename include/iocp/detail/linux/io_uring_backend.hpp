@@ -123,6 +123,7 @@ public:
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
       sink.on_backend_error(errno_code(-r));
     ring_.for_each_completion([&](const io_uring_cqe& cqe) { dispatch(cqe, sink); });
+    if (buffers_.is_open()) buffers_.publish();
   }
 
 private:

@@ -65,12 +65,16 @@ public:
   std::uint16_t group() const noexcept { return group_; }
   std::byte* buffer(std::uint16_t id) const noexcept { return slab_ + std::size_t{id} * buffer_size_; }
 
-  /// Gives buffer `id` back to the kernel.
-  void recycle(std::uint16_t id) noexcept {
-    put(id);
-    publish();
+  /// Gives buffer `id` back; the kernel sees it at the next publish().
+  void recycle(std::uint16_t id) noexcept { put(id); }
+
+  /// Makes every recycled buffer visible to the kernel (once per batch of completions).
+  void publish() noexcept {
+    // The tail shares its place with the first entry's resv; the kernel reads it with acquire.
+    std::atomic_ref(ring_->tail).store(local_tail_, std::memory_order_release);
   }
 
+  /// Makes every recycled buffer visible to the kernel (once per batch of completions).
   void close() noexcept {
     if (registered_) {
       io_uring_buf_reg reg{};
@@ -94,11 +98,6 @@ private:
     b.bid = id;
     ++local_tail_;
   }
-  void publish() noexcept {
-    // The tail shares its place with the first entry's resv; the kernel reads it with acquire.
-    std::atomic_ref(ring_->tail).store(local_tail_, std::memory_order_release);
-  }
-
   int ring_fd_ = -1;
   std::uint16_t group_ = 0;
   unsigned entries_ = 0;

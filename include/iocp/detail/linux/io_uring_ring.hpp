@@ -49,10 +49,15 @@ public:
   /// Sets the ring up; an error (EPERM under seccomp, ENOSYS on old kernels, ENOMEM for locked
   /// memory) leaves it closed and is returned, so the caller can fall back to epoll.
   std::error_code open(unsigned entries, unsigned cq_entries) noexcept {
-    // The flags beyond the first try need newer kernels; each refusal (EINVAL) drops to the next.
+    // Newest first; each refusal (EINVAL from an older kernel) drops to the next. A ring is only
+    // ever used by the thread that set it up, so it can be single-issuer with its completion work
+    // deferred to that thread's own waits (no interrupts from the kernel to run it).
     const std::uint32_t attempts[] = {
-        IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-        IORING_SETUP_CQSIZE,
+#if !defined(IOCP_DISABLE_IO_URING_DEFER_TASKRUN)
+      IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+#endif
+      IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_CQSIZE,
     };
     int fd = -1;
     io_uring_params p{};
@@ -104,7 +109,7 @@ public:
     cq_tail_ = reinterpret_cast<std::uint32_t*>(cq + p.cq_off.tail);
     cq_mask_ = *reinterpret_cast<std::uint32_t*>(cq + p.cq_off.ring_mask);
     cqes_ = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
-    local_sq_tail_ = *sq_tail_;
+    local_sq_tail_ = cached_sq_head_ = *sq_tail_;
     return {};
   }
 
@@ -114,8 +119,11 @@ public:
 
   /// A zeroed SQE to fill, or nullptr when the submission queue is full (submit, then retry).
   io_uring_sqe* get_sqe() noexcept {
-    std::uint32_t head = std::atomic_ref(*sq_head_).load(std::memory_order_acquire);
-    if (local_sq_tail_ - head >= sq_entries_) return nullptr;
+    // The kernel's head only matters when the queue looks full: read it then, not every time.
+    if (local_sq_tail_ - cached_sq_head_ >= sq_entries_) {
+      cached_sq_head_ = std::atomic_ref(*sq_head_).load(std::memory_order_acquire);
+      if (local_sq_tail_ - cached_sq_head_ >= sq_entries_) return nullptr;
+    }
     io_uring_sqe* sqe = &sqes_[local_sq_tail_ & sq_mask_];
     ++local_sq_tail_;
     std::memset(sqe, 0, sizeof *sqe);
@@ -203,6 +211,7 @@ private:
   std::uint32_t* sq_tail_ = nullptr;
   std::uint32_t sq_mask_ = 0, sq_entries_ = 0;
   std::uint32_t local_sq_tail_ = 0;
+  std::uint32_t cached_sq_head_ = 0;
   std::uint32_t* cq_head_ = nullptr;
   std::uint32_t* cq_tail_ = nullptr;
   std::uint32_t cq_mask_ = 0;
