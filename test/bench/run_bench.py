@@ -328,6 +328,12 @@ def make_servers(args, log_dir):
         Server("iocp-epoll", [args.echo_server, "--backend", "epoll", "--threads", "1", "--address", "127.0.0.1"],
                log_dir),
     ]
+    # Other builds of our echo server, side by side in the same rounds (A/B of a change or a macro).
+    for spec in args.extra_echo_server or []:
+        name, _, rest = spec.partition("=")
+        path, _, backend = rest.partition(":")
+        servers.append(Server(name, [path, "--backend", backend or "io_uring", "--threads", "1",
+                                     "--address", "127.0.0.1"], log_dir))
     chosen = []
     for s in servers:
         if args.servers and s.name not in args.servers and s.name != REFERENCE:
@@ -484,6 +490,9 @@ def main():
     p.add_argument("build_dir", help="Meson build directory of the iocp project")
     p.add_argument("--bin-dir", help="where the bench programs are (default: BUILD_DIR/test/bench)")
     p.add_argument("--echo-server", help="the iocp echo server (default: BUILD_DIR/example/echo_server)")
+    p.add_argument("--extra-echo-server", action="append", metavar="NAME=PATH[:BACKEND]",
+                   help="also run another build of echo_server under NAME (backend io_uring unless given); "
+                   "may repeat; name it in --servers too when --servers is used")
     p.add_argument("--quick", action="store_true", help="smoke test: 3 rounds of 0.4 s, 3 workloads (< 60 s)")
     p.add_argument("--rounds", type=int, help="measured rounds per workload (default 12; quick 3)")
     p.add_argument("--slice", type=float, help="measured seconds per server per round (default 1; quick 0.4)")
