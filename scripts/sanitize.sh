@@ -14,7 +14,7 @@ case "$kind" in
   *) echo "unknown sanitizer: $kind" >&2; exit 2 ;;
 esac
 build=${BUILD_DIR:-build-$kind}
-[ -f "$build/build.ninja" ] || meson setup "$build" -Db_sanitize="$sanitize" -Db_lundef=false >/dev/null
+[ -f "$build/build.ninja" ] || meson setup "$build" -Db_sanitize="$sanitize" -Db_lundef=false -Dbenchmarks=false >/dev/null
 meson compile -C "$build"
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"
