@@ -114,6 +114,20 @@ public:
 
   std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
+    if (epoll_ && c.queue_.empty() && !c.send_pending && !data.empty()) {
+      // Nothing queued: write from the caller's memory now (as muduo and libuv do), and queue a
+      // copy of only what the socket did not take.
+      int n = epoll_->send_now(c, data.data(), data.size());
+      if (n < 0) {
+        begin_close(c, errno_code(-n), false);
+        maybe_finalize(c);
+        return {}; // like a send that fails later: reported through on_disconnected
+      }
+      if constexpr (has_on_sent<handler_type, connection_type>)
+        if (n > 0) epoll_->report_sent_later(c, n);
+      data = data.subspan(static_cast<std::size_t>(n));
+      if (data.empty()) return {};
+    }
     c.queue_.append(allocator_, data);
     flush(c);
     maybe_finalize(c);
@@ -229,6 +243,18 @@ public:
       check_finished(c);
     } else {
       begin_close(c, errno_code(-result), false);
+    }
+    maybe_finalize(c);
+  }
+
+  /// Bytes written at once by a send (epoll's send_now), reported a round later.
+  void on_sent_direct(io_object& io, int bytes) {
+    connection_type& c = static_cast<connection_type&>(io);
+    if (!c.closing_) {
+      if constexpr (has_on_sent<handler_type, connection_type>)
+        invoke(c, [&] { handler().on_sent(c, static_cast<std::size_t>(bytes)); });
+      flush(c);
+      check_finished(c);
     }
     maybe_finalize(c);
   }

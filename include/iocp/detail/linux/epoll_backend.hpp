@@ -84,7 +84,7 @@ public:
 
   void start_send(io_object& io, const std::byte* data, std::size_t size) {
     io.send_pending = true;
-    ssize_t n = ::send(io.fd, data, size, MSG_NOSIGNAL);
+    ssize_t n = raw_send(io.fd, data, size);
     if (n >= 0) {
       complete_later(op_send, &io, static_cast<int>(n));
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -95,6 +95,21 @@ public:
     } else {
       complete_later(op_send, &io, -errno);
     }
+  }
+
+  /// Sends from the caller's memory at once, before anything is queued: bytes written (0 when the
+  /// socket buffer is full) or a negated errno. Nothing is pending afterwards.
+  int send_now(io_object& io, const std::byte* data, std::size_t size) noexcept {
+    ssize_t n = raw_send(io.fd, data, size);
+    if (n >= 0) return static_cast<int>(n);
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  }
+
+  /// Reports `bytes` sent by send_now() as a send completion in the next round, so the handler's
+  /// on_sent never runs inside the call that sent. The connection counts as sending until then.
+  void report_sent_later(io_object& io, int bytes) {
+    io.send_pending = true;
+    complete_later(op_send_direct, &io, bytes);
   }
 
   void cancel(io_object& io) {
@@ -149,7 +164,14 @@ public:
   }
 
 private:
-  enum : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_wake = 4, op_io = 5 };
+  enum : std::uint64_t {
+    op_accept = 1,
+    op_recv = 2,
+    op_send = 3,
+    op_wake = 4,
+    op_io = 5,
+    op_send_direct = 6
+  };
   static constexpr std::uint64_t tag_mask = 7;
   static constexpr int max_events = 256;
   // Accepts per wake-up before the thread turns to its other sockets.
@@ -186,6 +208,12 @@ private:
       auto& io = *static_cast<io_object*>(c.object);
       io.send_pending = false;
       sink.on_sent(io, c.result);
+      break;
+    }
+    case op_send_direct: {
+      auto& io = *static_cast<io_object*>(c.object);
+      io.send_pending = false;
+      sink.on_sent_direct(io, c.result);
       break;
     }
     }
@@ -246,7 +274,7 @@ private:
     // An event fetched before the object was cancelled in this same round: its socket may be closed.
     if (!cancelled_.empty() && was_cancelled(io)) return;
     if (io->send_waiting && (ev.events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-      ssize_t n = ::send(io->fd, io->send_data, io->send_size, MSG_NOSIGNAL);
+      ssize_t n = raw_send(io->fd, io->send_data, io->send_size);
       if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
         io->send_waiting = false;
         io->send_pending = false;
@@ -257,7 +285,7 @@ private:
       }
     }
     if (io->recv_pending && (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
-      ssize_t n = ::recv(io->fd, receive_buffer_.get(), receive_size_, 0);
+      ssize_t n = raw_recv(io->fd, receive_buffer_.get(), receive_size_);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       io->recv_pending = false;
       int result = n >= 0 ? static_cast<int>(n) : -errno;
