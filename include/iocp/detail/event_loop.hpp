@@ -128,7 +128,11 @@ public:
       data = data.subspan(static_cast<std::size_t>(n));
       if (data.empty()) return {};
     }
-    c.queue_.append(allocator_, data);
+    std::uint16_t lent_buffer;
+    if (uring_ && uring_->lend(data.data(), data.size(), lent_buffer))
+      c.queue_.append_borrowed(allocator_, data, lent_buffer);
+    else
+      c.queue_.append(allocator_, data);
     flush(c);
     maybe_finalize(c);
     return {};
@@ -236,7 +240,7 @@ public:
       return;
     }
     if (result >= 0) {
-      c.queue_.consume(allocator_, static_cast<std::size_t>(result));
+      c.queue_.consume(allocator_, static_cast<std::size_t>(result), give_back());
       if constexpr (has_on_sent<handler_type, connection_type>)
         invoke(c, [&] { handler().on_sent(c, static_cast<std::size_t>(result)); });
       flush(c);
@@ -281,6 +285,13 @@ private:
   static constexpr std::int64_t max_backoff_ns = 1'000'000'000; // 1 s
 
   handler_type& handler() noexcept { return server_.handler(); }
+
+  /// Returns a receive buffer that a send borrowed (io_uring's zero-copy echo) to its ring.
+  auto give_back() noexcept {
+    return [this](std::uint16_t id) noexcept {
+      if (uring_) uring_->give_back(id);
+    };
+  }
   auto& map() noexcept { return server_.connection_map(); }
 
   template <class Backend>
@@ -442,7 +453,7 @@ private:
     map().erase(c.id_);
     with_backend([&](auto& b) { b.release(c); });
     unlink(c);
-    c.queue_.clear(allocator_);
+    c.queue_.clear(allocator_, give_back());
     if (c.announced_) {
       c.announced_ = false;
       if constexpr (has_on_disconnected<handler_type, connection_type>) {
@@ -466,7 +477,7 @@ private:
       c.fd = -1;
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
-    c.queue_.clear(allocator_);
+    c.queue_.clear(allocator_, give_back());
     if (c.recv_buffer) allocator_.deallocate(c.recv_buffer, options_.receive_buffer_size);
     c.~connection_type();
     allocator_.deallocate(&c, sizeof(connection_type));

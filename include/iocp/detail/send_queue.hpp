@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <span>
@@ -37,7 +38,7 @@ public:
 
   void append(Allocator& alloc, std::span<const std::byte> data) {
     if (data.empty()) return;
-    if (tail_ && !tail_->owned && tail_->capacity - tail_->size >= data.size()) {
+    if (tail_ && !tail_->owned && !tail_->borrowed && tail_->capacity - tail_->size >= data.size()) {
       std::memcpy(tail_->data + tail_->size, data.data(), data.size());
       tail_->size += data.size();
     } else {
@@ -71,27 +72,42 @@ public:
     link(n);
   }
 
+  /// Queues bytes that stay where they are, in a receive buffer lent by the backend; `give_back`
+  /// (see consume and clear) returns buffer `id` once they are sent or dropped.
+  void append_borrowed(Allocator& alloc, std::span<const std::byte> data, std::uint16_t id) {
+    void* memory = alloc.allocate(sizeof(node));
+    node* n = ::new (memory) node{};
+    n->data = const_cast<std::byte*>(data.data());
+    n->capacity = n->size = data.size();
+    n->borrowed = true;
+    n->buffer_id = id;
+    bytes_ += n->size;
+    link(n);
+  }
+
   /// The unsent bytes of the first block: what the next send operation should carry.
   std::span<const std::byte> front() const noexcept {
     return {head_->data + head_->offset, head_->size - head_->offset};
   }
 
-  /// The kernel took `n` bytes from the front.
-  void consume(Allocator& alloc, std::size_t n) noexcept {
+  /// The kernel took `n` bytes from the front. `give_back(id)` returns a lent buffer.
+  template <class GiveBack>
+  void consume(Allocator& alloc, std::size_t n, GiveBack&& give_back) noexcept {
     bytes_ -= n;
     head_->offset += n;
     if (head_->offset == head_->size) {
       node* done = head_;
       head_ = done->next;
       if (!head_) tail_ = nullptr;
-      release(alloc, done);
+      release(alloc, done, give_back);
     }
   }
 
-  void clear(Allocator& alloc) noexcept {
+  template <class GiveBack>
+  void clear(Allocator& alloc, GiveBack&& give_back) noexcept {
     while (head_) {
       node* next = head_->next;
-      release(alloc, head_);
+      release(alloc, head_, give_back);
       head_ = next;
     }
     tail_ = nullptr;
@@ -105,7 +121,9 @@ private:
     std::size_t capacity = 0;
     std::size_t size = 0;
     std::size_t offset = 0;
-    bool owned = false;
+    bool owned = false;    // an owned_node: a moved std::vector
+    bool borrowed = false; // a lent receive buffer: nothing to free, buffer_id to give back
+    std::uint16_t buffer_id = 0;
   };
   struct owned_node : node {
     std::vector<std::byte> buffer;
@@ -118,8 +136,13 @@ private:
       head_ = n;
     tail_ = n;
   }
-  static void release(Allocator& alloc, node* n) noexcept {
-    if (n->owned) {
+  template <class GiveBack>
+  static void release(Allocator& alloc, node* n, GiveBack& give_back) noexcept {
+    if (n->borrowed) {
+      give_back(n->buffer_id);
+      n->~node();
+      alloc.deallocate(n, sizeof(node));
+    } else if (n->owned) {
       auto* o = static_cast<owned_node*>(n);
       o->~owned_node();
       alloc.deallocate(o, sizeof(owned_node));

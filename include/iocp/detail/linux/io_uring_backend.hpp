@@ -34,6 +34,7 @@ public:
         count <<= 1;
       // Refused by an older kernel: connections get their own buffers, as without the ring.
       multishot_ = !buffers_.open(ring_.fd(), buffer_group, count, receive_size);
+      if (multishot_) buffer_count_ = count;
     }
     post_wake_read();
   }
@@ -94,6 +95,23 @@ public:
     sqe->len = static_cast<std::uint32_t>(std::min<std::size_t>(size, 1u << 30));
     sqe->msg_flags = MSG_NOSIGNAL;
     sqe->user_data = tag(&io, op_send);
+  }
+
+  /// Zero-copy echo: while on_received runs, a send of bytes inside the buffer it was given can
+  /// keep that buffer instead of copying it, until the send is done (give_back). At most half the
+  /// ring is lent at once, so receiving never starves; a second send of the same bytes copies.
+  bool lend(const std::byte* data, std::size_t size, std::uint16_t& id) noexcept {
+    if (!current_.data || current_.lent || (lent_ + 1) * 2 > buffer_count_) return false;
+    if (data < current_.data || data + size > current_.data + current_.size) return false;
+    current_.lent = true;
+    ++lent_;
+    id = current_.id;
+    return true;
+  }
+
+  void give_back(std::uint16_t id) noexcept {
+    --lent_;
+    buffers_.recycle(id); // published with the next batch of completions
   }
 
   /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished.
@@ -159,8 +177,10 @@ private:
       io.recv_pending = more;
       if (cqe.flags & IORING_CQE_F_BUFFER) {
         auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-        sink.on_received(io, cqe.res, buffers_.buffer(id)); // may free `io`: do not touch it after
-        buffers_.recycle(id);
+        current_ = {buffers_.buffer(id), cqe.res > 0 ? static_cast<std::size_t>(cqe.res) : 0, id, false};
+        sink.on_received(io, cqe.res, current_.data); // may free `io`: do not touch it after
+        if (!current_.lent) buffers_.recycle(id);
+        current_ = {};
       } else {
         sink.on_received(io, cqe.res, io.recv_buffer);
       }
@@ -213,6 +233,15 @@ private:
 
   io_uring_ring ring_;
   io_uring_buffer_ring buffers_;
+  unsigned buffer_count_ = 0;
+  unsigned lent_ = 0;
+  // The buffer the running on_received was given.
+  struct {
+    std::byte* data = nullptr;
+    std::size_t size = 0;
+    std::uint16_t id = 0;
+    bool lent = false;
+  } current_;
   bool multishot_ = false;
   int listen_fd_;
   unsigned receive_size_;
