@@ -14,6 +14,17 @@
 
 namespace iocp {
 
+namespace detail {
+/// Sized delete where the compiler has it (clang needs -fsized-deallocation for it).
+inline void delete_bytes(void* p, [[maybe_unused]] std::size_t n) noexcept {
+#if defined(__cpp_sized_deallocation)
+  ::operator delete(p, n);
+#else
+  ::operator delete(p);
+#endif
+}
+} // namespace detail
+
 template <class A>
 concept operation_allocator = std::default_initializable<A> && requires(A& a, std::size_t n, void* p) {
   { a.allocate(n) } -> std::same_as<void*>;
@@ -24,7 +35,7 @@ concept operation_allocator = std::default_initializable<A> && requires(A& a, st
 /// Every allocation straight from the global heap (operator new).
 struct plain_allocator {
   void* allocate(std::size_t n) { return ::operator new(n); }
-  void deallocate(void* p, std::size_t n) noexcept { ::operator delete(p, n); }
+  void deallocate(void* p, std::size_t n) noexcept { detail::delete_bytes(p, n); }
 };
 
 /// Recycles blocks in power-of-two size classes (64 B to 64 KiB), so the steady-state I/O path
@@ -43,7 +54,7 @@ public:
     for (std::size_t c = 0; c < class_count; ++c) {
       while (free_[c]) {
         free_block* next = free_[c]->next;
-        ::operator delete(static_cast<void*>(free_[c]), class_size(c));
+        detail::delete_bytes(static_cast<void*>(free_[c]), class_size(c));
         free_[c] = next;
       }
     }
@@ -62,12 +73,12 @@ public:
 
   void deallocate(void* p, std::size_t n) noexcept {
     if (n > max_block) {
-      ::operator delete(p, n);
+      detail::delete_bytes(p, n);
       return;
     }
     std::size_t c = class_of(n);
     if (cached_[c] * class_size(c) >= max_cached_bytes_per_class) {
-      ::operator delete(p, class_size(c));
+      detail::delete_bytes(p, class_size(c));
       return;
     }
     free_[c] = ::new (p) free_block{free_[c]};
