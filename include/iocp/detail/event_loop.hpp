@@ -57,17 +57,24 @@ public:
   using handler_type = typename Server::handler_type;
   using allocator_type = typename Server::allocator_type;
 
-  event_loop(Server& server, std::uint32_t index, iocp::backend kind, int listen_fd,
+  event_loop(Server& server, std::uint32_t index, iocp::backend kind, socket_handle listen_fd,
              const server_options& options)
       : server_(server), index_(index), options_(options) {
+#if defined(IOCP_HAS_IOCP)
+    (void)kind;
+    iocp_.emplace(listen_fd, options.receive_buffer_size);
+    // The listener can belong to one completion port only: thread 0's accepts for every thread.
+    if (index == 0) accepts_.resize((std::max)(1u, options.accepts_in_flight));
+#else
     unsigned entries = 1024;
     if (kind == iocp::backend::io_uring) {
       uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread);
-      accepts_.resize(std::max(1u, options.accepts_in_flight));
+      accepts_.resize((std::max)(1u, options.accepts_in_flight));
     } else {
       epoll_.emplace(listen_fd, options.receive_buffer_size, entries);
       accepts_.resize(1); // readiness accepts one at a time; more contexts would add nothing
     }
+#endif
   }
   event_loop(const event_loop&) = delete;
   event_loop& operator=(const event_loop&) = delete;
@@ -85,10 +92,7 @@ public:
   /// The thread body: runs until a stop command has been carried out.
   void run() {
     current_event_loop = this;
-    if (uring_)
-      run_with(*uring_);
-    else
-      run_with(*epoll_);
+    with_backend([&](auto& b) { run_with(b); });
     current_event_loop = nullptr;
   }
 
@@ -102,12 +106,7 @@ public:
       commands_.push_back(std::move(command));
     }
     // The loop takes the whole queue at once, so only the first command of a batch needs a wake.
-    if (was_empty) {
-      if (uring_)
-        uring_->wake();
-      else
-        epoll_->wake();
-    }
+    if (was_empty) with_backend([](auto& b) { b.wake(); });
   }
 
   // ---- on the owning thread: the connection's operations ----
@@ -160,22 +159,22 @@ public:
     if (result >= 0) {
       consecutive_accept_errors_ = 0;
       backoff_ns_ = 0;
+      socket_handle s = accepted_socket(ctx, result);
       if (stopping_) {
-        ::close(result);
+        close_socket(s);
         return;
       }
       start_accept(ctx); // first: whatever happens to this connection, the chain goes on
-      open_connection(result, ctx);
+      open_connection(s, ctx);
       return;
     }
     int e = -result;
-    if (e == ECANCELED && stopping_) return;
+    if (is_cancelled(e) && stopping_) return;
     report(errno_code(e), operation::accept);
     if (stopping_) return;
     // Running out of descriptors or memory would fail again at once: wait, then retry. So would a
     // broken listener; a long run of other errors is treated the same way, so nothing can spin.
-    bool resource = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
-    if (resource || ++consecutive_accept_errors_ > 64) {
+    if (is_resource_error(e) || ++consecutive_accept_errors_ > 64) {
       backoff_ns_ = backoff_ns_ ? std::min<std::int64_t>(backoff_ns_ * 2, max_backoff_ns) : min_backoff_ns;
       backoff_deadline_ns_ = monotonic_ns() + backoff_ns_;
       backed_off_.push_back(&ctx);
@@ -270,8 +269,12 @@ private:
 
   template <class F>
   decltype(auto) with_backend(F&& f) {
+#if defined(IOCP_HAS_IOCP)
+    return f(*iocp_);
+#else
     if (uring_) return f(*uring_);
     return f(*epoll_);
+#endif
   }
 
   void start_accept(accept_context& ctx) {
@@ -287,16 +290,16 @@ private:
     return false;
   }
 
-  void open_connection(int fd, accept_context& ctx) {
+  void open_connection(socket_handle fd, accept_context& ctx) {
     void* memory = nullptr;
     std::byte* buffer = nullptr;
     try {
       memory = allocator_.allocate(sizeof(connection_type));
-      if (uring_ && uring_->needs_receive_buffers())
+      if (with_backend([](auto& b) { return b.needs_receive_buffers(); }))
         buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
     } catch (const std::bad_alloc&) {
       if (memory) allocator_.deallocate(memory, sizeof(connection_type));
-      ::close(fd);
+      close_socket(fd);
       report(make_error_code(std::errc::not_enough_memory), operation::accept);
       return;
     }
@@ -359,8 +362,7 @@ private:
     }
     if (c.write_shut_requested_ && !c.write_shut_done_) {
       c.write_shut_done_ = true;
-      if (::shutdown(c.fd, SHUT_WR) != 0 && errno != ENOTCONN) {
-        std::error_code e = last_error();
+      if (std::error_code e = shutdown_send(c.fd)) {
         report(e, operation::shutdown);
         begin_close(c, e, false);
       }
@@ -404,7 +406,7 @@ private:
     if (c.closing_) return;
     c.closing_ = true;
     c.close_reason_ = reason;
-    if (abortive && c.fd >= 0) set_linger_zero(c.fd);
+    if (abortive && c.fd != invalid_socket) set_linger_zero(c.fd);
     unlink_linger(c);
     with_backend([&](auto& b) { b.cancel(c); });
   }
@@ -435,9 +437,9 @@ private:
   }
 
   void destroy(connection_type& c) noexcept {
-    if (c.fd >= 0) {
-      ::close(c.fd);
-      c.fd = -1;
+    if (c.fd != invalid_socket) {
+      close_socket(c.fd);
+      c.fd = invalid_socket;
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
     c.queue_.clear(allocator_);
@@ -511,8 +513,8 @@ private:
   long long next_timeout_ns() const noexcept {
     std::int64_t deadline = INT64_MAX;
     if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
-    if (!backed_off_.empty()) deadline = std::min(deadline, backoff_deadline_ns_);
-    if (stopping_ && !stop_expired_) deadline = std::min(deadline, stop_deadline_ns_);
+    if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
+    if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
     if (deadline == INT64_MAX) return -1;
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
@@ -540,8 +542,12 @@ private:
   Server& server_;
   std::uint32_t index_;
   const server_options& options_;
+#if defined(IOCP_HAS_IOCP)
+  std::optional<iocp_backend> iocp_;
+#else
   std::optional<io_uring_backend> uring_;
   std::optional<epoll_backend> epoll_;
+#endif
   [[no_unique_address]] allocator_type allocator_;
   std::vector<accept_context> accepts_;
   std::vector<accept_context*> backed_off_;
