@@ -190,6 +190,9 @@ public:
 private:
   using loop_type = detail::event_loop<basic_iocp_server>;
   using command_kind = detail::loop_command::kind;
+  friend loop_type; // hands accepted sockets to the other loops (loop())
+
+  loop_type& loop(std::size_t index) noexcept { return *loops_[index]; }
 
   static iocp::backend choose_backend(iocp::backend wanted) {
 #if defined(IOCP_HAS_IOCP)

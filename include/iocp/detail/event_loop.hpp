@@ -24,6 +24,7 @@
 #include "iocp/connection.hpp"
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
 #include "iocp/options.hpp"
@@ -42,12 +43,15 @@ inline std::int64_t monotonic_ns() noexcept {
 
 /// Work for a connection posted from another thread.
 struct loop_command {
-  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop };
+  // adopt: a socket accepted on another thread (IOCP: only thread 0's port can hold the listener).
+  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop, adopt };
   kind what;
   connection_id id;
   shutdown_type how = shutdown_type::both;
   std::int64_t deadline_ns = 0;     // stop
   std::vector<std::byte> data = {}; // send
+  socket_handle socket = invalid_socket; // adopt
+  endpoint remote = {};                  // adopt
 };
 
 template <class Server>
@@ -83,6 +87,10 @@ public:
     // The thread has ended; whatever is left (only after a failed start) is released quietly.
     while (live_)
       destroy(*live_);
+    // Sockets handed over after this thread had stopped.
+    for (loop_command& command : commands_)
+      if (command.what == loop_command::kind::adopt && command.socket != invalid_socket)
+        close_socket(command.socket);
   }
 
   Server& server() const noexcept { return server_; }
@@ -165,7 +173,17 @@ public:
         return;
       }
       start_accept(ctx); // first: whatever happens to this connection, the chain goes on
-      open_connection(s, ctx);
+#if defined(IOCP_HAS_IOCP)
+      // Thread 0 accepts for all: the connections are spread over the threads in turn.
+      if (std::uint32_t owner = next_owner(); owner != index_) {
+        loop_command adopt{loop_command::kind::adopt, connection_id{}};
+        adopt.socket = s;
+        adopt.remote = from_sockaddr(ctx.address);
+        server_.loop(owner).post(std::move(adopt));
+        return;
+      }
+#endif
+      open_connection(s, from_sockaddr(ctx.address));
       return;
     }
     int e = -result;
@@ -290,7 +308,14 @@ private:
     return false;
   }
 
-  void open_connection(socket_handle fd, accept_context& ctx) {
+  std::uint32_t next_owner() noexcept {
+    std::size_t count = server_.thread_count();
+    std::uint32_t owner = static_cast<std::uint32_t>(next_owner_ % count);
+    next_owner_ = (next_owner_ + 1) % count;
+    return owner;
+  }
+
+  void open_connection(socket_handle fd, const endpoint& remote) {
     void* memory = nullptr;
     std::byte* buffer = nullptr;
     try {
@@ -313,7 +338,7 @@ private:
       return;
     }
     if (options_.no_delay) set_no_delay(fd);
-    c.remote_ = from_sockaddr(ctx.address);
+    c.remote_ = remote;
     c.local_ = local_endpoint_of(fd);
     link(c);
     c.announced_ = true;
@@ -474,6 +499,14 @@ private:
       begin_stop(command.deadline_ns);
       return;
     }
+    if (command.what == loop_command::kind::adopt) {
+      socket_handle s = std::exchange(command.socket, invalid_socket);
+      if (stopping_)
+        close_socket(s);
+      else
+        open_connection(s, command.remote);
+      return;
+    }
     connection_type* c = find(command.id);
     if (!c) return; // closed since the command was posted: an ordinary race, nothing to do
     switch (command.what) {
@@ -481,7 +514,8 @@ private:
     case loop_command::kind::shutdown: shutdown(*c, command.how); break;
     case loop_command::kind::disconnect: disconnect(*c); break;
     case loop_command::kind::abort: abort(*c, make_error_code(std::errc::connection_aborted)); break;
-    case loop_command::kind::stop: break;
+    case loop_command::kind::stop:
+    case loop_command::kind::adopt: break;
     }
   }
 
@@ -554,6 +588,7 @@ private:
   std::int64_t backoff_ns_ = 0;
   std::int64_t backoff_deadline_ns_ = 0;
   unsigned consecutive_accept_errors_ = 0;
+  std::size_t next_owner_ = 0;
   connection_type* live_ = nullptr;
   connection_type* linger_head_ = nullptr;
   connection_type* linger_tail_ = nullptr;
