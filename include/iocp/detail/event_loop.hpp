@@ -192,7 +192,8 @@ public:
     if (stopping_) return;
     // Running out of descriptors or memory would fail again at once: wait, then retry. So would a
     // broken listener; a long run of other errors is treated the same way, so nothing can spin.
-    if (is_resource_error(e) || ++consecutive_accept_errors_ > 64) {
+    // A client that reset before its accept completed (IOCP) says nothing about the listener.
+    if (is_resource_error(e) || (!is_peer_gone_on_accept(e) && ++consecutive_accept_errors_ > 64)) {
       backoff_ns_ = backoff_ns_ ? std::min<std::int64_t>(backoff_ns_ * 2, max_backoff_ns) : min_backoff_ns;
       backoff_deadline_ns_ = monotonic_ns() + backoff_ns_;
       backed_off_.push_back(&ctx);

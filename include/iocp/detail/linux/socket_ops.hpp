@@ -32,6 +32,9 @@ inline constexpr socket_handle invalid_socket = -1;
 inline bool is_cancelled(int e) noexcept { return e == ECANCELED; }
 /// An accept error that would recur at once until descriptors or memory are freed.
 inline bool is_resource_error(int e) noexcept { return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM; }
+/// An accept error that only means this client is gone. accept() hands over reset connections
+/// (their first read fails), so on Linux every accept error counts toward the back-off streak.
+inline bool is_peer_gone_on_accept(int) noexcept { return false; }
 /// The socket an accept completion with a non-negative result delivered.
 inline socket_handle accepted_socket(const accept_context&, int result) noexcept { return result; }
 inline void close_socket(socket_handle fd) noexcept { ::close(fd); }

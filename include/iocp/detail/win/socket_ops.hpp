@@ -39,6 +39,15 @@ inline bool is_resource_error(int e) noexcept {
          e == ERROR_NO_SYSTEM_RESOURCES || e == ERROR_TOO_MANY_OPEN_FILES;
 }
 
+/// An AcceptEx failure that only means this client reset or left before the accept completed
+/// (Wine: WSAENOTCONN through WSAGetOverlappedResult, 59 through the port). Such failures are
+/// reported and the accept re-posted at once: they never count toward the back-off streak, so a
+/// burst of them cannot slow accepting down for the clients behind them.
+inline bool is_peer_gone_on_accept(int e) noexcept {
+  return e == WSAENOTCONN || e == ERROR_NETNAME_DELETED || e == ERROR_UNEXP_NET_ERR || e == WSAECONNRESET ||
+         e == WSAECONNABORTED || e == ERROR_CONNECTION_ABORTED;
+}
+
 /// A SOCKET does not fit in the int result: an accept that succeeded (result 0) leaves it here.
 inline socket_handle accepted_socket(const accept_context& ctx, int) noexcept { return ctx.socket; }
 
