@@ -5,10 +5,17 @@
 //
 //   echo_server [--address A] [--port P] [--threads N] [--backend auto|io_uring|epoll]
 //
-// Prints "listening on ADDRESS:PORT" once it accepts, runs until SIGINT or SIGTERM, then stops
-// gracefully and exits 0. Errors go to stderr with a non-zero exit.
+// Prints "listening on ADDRESS:PORT" once it accepts, runs until SIGINT or SIGTERM (on Windows:
+// Ctrl-C, Ctrl-Break or the console closing), then stops gracefully and exits 0. Errors go to
+// stderr with a non-zero exit.
 
+#if defined(_WIN32)
+#include "iocp/detail/win/windows_headers.hpp"
+#include <condition_variable>
+#include <mutex>
+#else
 #include <csignal>
+#endif
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,12 +38,31 @@ struct echo_handler {
   }
 };
 
+#if defined(_WIN32)
+// The console control handler runs on a thread of its own: it only tells main() to stop.
+std::mutex stop_mutex;
+std::condition_variable stop_requested;
+bool stop_flag = false;
+
+BOOL WINAPI on_console_event(DWORD) {
+  {
+    std::lock_guard lock(stop_mutex);
+    stop_flag = true;
+  }
+  stop_requested.notify_all();
+  return TRUE; // handled: the process is not ended before main() has stopped the server
+}
+#endif
+
+constexpr const char* usage_line = "usage: echo_server [--address A] [--port P] [--threads N] "
+#if defined(_WIN32)
+                                   "[--backend auto|iocp]";
+#else
+                                   "[--backend auto|io_uring|epoll]";
+#endif
+
 [[noreturn]] void usage(const char* message) {
-  std::fprintf(stderr,
-               "echo_server: %s\n"
-               "usage: echo_server [--address A] [--port P] [--threads N] "
-               "[--backend auto|io_uring|epoll]\n",
-               message);
+  std::fprintf(stderr, "echo_server: %s\n%s\n", message, usage_line);
   std::exit(2);
 }
 
@@ -60,8 +86,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::printf("usage: echo_server [--address A] [--port P] [--threads N] "
-                  "[--backend auto|io_uring|epoll]\n");
+      std::printf("%s\n", usage_line);
       return 0;
     }
     if (i + 1 >= argc) usage(("missing value for " + std::string(arg)).c_str());
@@ -74,13 +99,16 @@ int main(int argc, char** argv) {
       options.threads = parse_number(value, 4096, "bad --threads");
     } else if (arg == "--backend") {
       auto b = iocp::parse_backend(value);
-      if (!b) usage("bad --backend (auto, io_uring or epoll)");
+      if (!b) usage("bad --backend");
       options.io_backend = *b;
     } else {
       usage(("unknown option " + std::string(arg)).c_str());
     }
   }
 
+#if defined(_WIN32)
+  ::SetConsoleCtrlHandler(on_console_event, TRUE);
+#else
   // Block the stop signals before any I/O thread starts, so that they inherit the mask and the
   // signals reach sigwait() below instead of an arbitrary thread.
   sigset_t stop_signals;
@@ -88,12 +116,18 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+#endif
 
   try {
     iocp::iocp_server<echo_handler> server(options);
     std::cout << "listening on " << server.local_endpoint().to_string() << std::endl;
+#if defined(_WIN32)
+    std::unique_lock lock(stop_mutex);
+    stop_requested.wait(lock, [] { return stop_flag; });
+#else
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
+#endif
     server.stop(std::chrono::seconds(5));
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "echo_server: %s\n", e.what());

@@ -6,6 +6,12 @@
 // header-only runner where there is no library to link (IOCP_TEST_HEADER_ONLY, e.g. mingw).
 // Define BOOST_TEST_MODULE before including this in the one file of a test program that has it.
 
+#if defined(_WIN32)
+// Boost.Test's headers pull in windows.h: winsock2.h must come first (through the library's one
+// place for Windows headers), or the old winsock.h would clash with it.
+#include "iocp/detail/win/windows_headers.hpp"
+#endif
+
 #if defined(IOCP_TEST_HEADER_ONLY)
 #include <boost/test/included/unit_test.hpp>
 #else

@@ -8,6 +8,7 @@
 #include "boost_test.hpp"
 
 #include <future>
+#include <map>
 #include <thread>
 
 #include "support/client.hpp"
@@ -114,4 +115,45 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(echo_over_ipv6_loopback, Config, backend_configs) 
   std::lock_guard l(record.mutex);
   BOOST_TEST(record.infos[0].remote.address() == "::1");
   BOOST_TEST(record.infos[0].local.port() == server->local_endpoint().port());
+}
+
+// Clients that reset at once: on Windows the AcceptEx itself may fail (WSAENOTCONN,
+// ERROR_NETNAME_DELETED...), on Linux the accepted connection reads a reset. Either way every
+// attempt is accounted for (announced, or reported as an accept error) and the server goes on
+// accepting: the original's broken accept chain cannot come back.
+BOOST_AUTO_TEST_CASE_TEMPLATE(accepting_survives_clients_that_reset_at_once, Config, backend_configs) {
+  event_record record;
+  typename Config::template server<echo_handler> server(Config::options(), echo_handler{{&record}});
+  std::uint16_t port = server.local_endpoint().port();
+  constexpr std::size_t resets = 300;
+  for (std::size_t i = 0; i < resets; ++i) {
+    socket_fd s = connect_local(port);
+    set_linger_zero(s.get());
+  }
+  auto accept_errors = [&] {
+    std::lock_guard l(record.mutex);
+    std::size_t n = 0;
+    for (auto& [e, where] : record.server_errors)
+      n += where == iocp::operation::accept;
+    return n;
+  };
+  BOOST_TEST(wait_until([&] { return record.connected_count() + accept_errors() == resets; }));
+  BOOST_TEST_MESSAGE("announced " << record.connected_count() << ", failed accepts " << accept_errors());
+  {
+    std::lock_guard l(record.mutex);
+    std::map<int, int> codes;
+    for (auto& [e, where] : record.server_errors)
+      ++codes[e.value()];
+    for (auto [code, n] : codes)
+      BOOST_TEST_MESSAGE("  error " << code << ": " << n);
+  }
+  for (int i = 0; i < 20; ++i) {
+    socket_fd s = connect_local(port);
+    send_all(s.get(), "still accepting");
+    shutdown_write(s.get());
+    std::vector<std::byte> echoed = recv_until_eof(s.get());
+    BOOST_TEST(echoed.size() == std::string_view("still accepting").size());
+  }
+  BOOST_TEST(wait_until([&] { return record.disconnected_count() == record.connected_count(); }));
+  BOOST_TEST(record.duplicate_disconnects == 0);
 }

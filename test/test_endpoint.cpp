@@ -8,8 +8,12 @@
 #define BOOST_TEST_MODULE endpoint
 #include "boost_test.hpp"
 
+#if defined(_WIN32)
+#include "iocp/detail/win/windows_headers.hpp" // inet_pton/inet_ntop: ws2tcpip.h
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#endif
 
 #include <array>
 #include <cstdint>
@@ -476,9 +480,14 @@ BOOST_AUTO_TEST_CASE(accepts_exactly_what_inet_pton_accepts_on_mutated_text) {
         break;
       }
     }
+    bool v6 = s.find(':') != std::string::npos;
+#if defined(_WIN32)
+    // Windows' (and Wine's) inet_pton accepts leading zeros in an IPv6 address's dotted tail, which
+    // glibc and iocp refuse as ambiguous: no oracle for that form here.
+    if (v6 && s.find('.') != std::string::npos) continue;
+#endif
     ++tried;
     auto p = parse(s);
-    bool v6 = s.find(':') != std::string::npos;
     bool agree;
     if (v6) {
       auto q = pton6(s);

@@ -141,9 +141,13 @@ struct publishing_handler : test_support::recording_handler {
   void on_received(auto& conn, std::span<const std::byte> data) { conn.send(data); }
 };
 
+#if defined(_WIN32)
+using server_configs = std::tuple<test_support::iocp_mutex_pooled_pool, test_support::iocp_lockfree_pooled_pool>;
+#else
 using server_configs =
     std::tuple<test_support::uring_mutex_pooled_pool, test_support::uring_lockfree_pooled_pool,
                test_support::epoll_mutex_pooled_pool, test_support::epoll_lockfree_pooled_pool>;
+#endif
 
 } // namespace
 
@@ -199,7 +203,20 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(sends_by_id_race_with_closing_connections, Config,
   for (auto& s : senders)
     s.join();
   BOOST_TEST(wait_until([&] { return record.disconnected_count() == record.connected_count(); }));
+#if defined(_WIN32)
+  // A client that resets at once can fail its AcceptEx (reported as an accept error, never
+  // announced) instead of being accepted and then reset as on Linux.
+  std::size_t accept_errors = 0;
+  {
+    std::lock_guard l(record.mutex);
+    for (auto& [e, where] : record.server_errors)
+      accept_errors += where == iocp::operation::accept;
+  }
+  BOOST_TEST_MESSAGE("accepted " << record.connected_count() << ", failed accepts " << accept_errors);
+  BOOST_TEST(record.connected_count() + accept_errors == 800u);
+#else
   BOOST_TEST(record.connected_count() == 800u);
+#endif
   BOOST_TEST(record.duplicate_disconnects == 0);
   BOOST_TEST(wait_until([&] { return server.connection_count() == 0; }));
   BOOST_TEST_MESSAGE("sends accepted " << accepted_sends << ", rejected " << rejected_sends);

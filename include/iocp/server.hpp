@@ -89,7 +89,7 @@ public:
     try {
       start_threads(ThreadingPolicy::thread_count(options_));
     } catch (...) {
-      ::close(listen_fd_);
+      detail::close_socket(listen_fd_);
       throw;
     }
   }
@@ -174,7 +174,7 @@ public:
     std::lock_guard lock(stop_mutex_);
     if (stopped_) return {};
     stop_threads(timeout.count() < 0 ? 0 : timeout.count());
-    ::close(listen_fd_);
+    detail::close_socket(listen_fd_);
     stopped_ = true;
     if constexpr (detail::has_on_server_closed<Handler>) {
       try {
@@ -190,8 +190,14 @@ public:
 private:
   using loop_type = detail::event_loop<basic_iocp_server>;
   using command_kind = detail::loop_command::kind;
+  friend loop_type; // hands accepted sockets to the other loops (loop())
+
+  loop_type& loop(std::size_t index) noexcept { return *loops_[index]; }
 
   static iocp::backend choose_backend(iocp::backend wanted) {
+#if defined(IOCP_HAS_IOCP)
+    if (wanted == backend::automatic || wanted == backend::iocp) return backend::iocp;
+#else
     switch (wanted) {
     case backend::io_uring:
       if (std::error_code e = detail::probe_io_uring())
@@ -203,6 +209,7 @@ private:
       return detail::probe_io_uring() ? backend::epoll : backend::io_uring;
     case backend::iocp: break;
     }
+#endif
     throw std::system_error(make_error_code(errc::backend_unavailable),
                             std::string("iocp: backend '") + std::string(to_string(wanted)) +
                                 "' does not exist on this platform");
@@ -325,7 +332,7 @@ private:
   Handler handler_;
   ConnectionMap map_;
   iocp::backend backend_ = backend::automatic;
-  int listen_fd_ = -1;
+  detail::socket_handle listen_fd_ = detail::invalid_socket;
   endpoint local_;
   std::vector<std::unique_ptr<loop_type>> loops_;
   std::vector<std::thread> threads_;

@@ -3,15 +3,21 @@
 #pragma once
 
 // Plain blocking loopback clients for the tests. Every socket has send and receive timeouts, so a
-// server that misbehaves makes a test fail, never hang.
+// server that misbehaves makes a test fail, never hang. POSIX sockets, or Winsock on Windows: the
+// few differences (handle type, error numbers, timeouts, flags) stay in this file.
 
+#if defined(_WIN32)
+#include "iocp/detail/win/windows_headers.hpp"
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -31,58 +37,109 @@ namespace test_support {
 
 inline constexpr int io_timeout_seconds = 20;
 
+#if defined(_WIN32)
+using native_socket = SOCKET;
+inline constexpr native_socket no_socket = INVALID_SOCKET;
+inline constexpr int msg_nosignal = 0; // Winsock raises no SIGPIPE
+using io_result = int;
+inline int last_socket_error() noexcept { return ::WSAGetLastError(); }
+inline void close_native(native_socket s) noexcept { ::closesocket(s); }
+/// Winsock needs WSAStartup before a client's first socket (the server may not have run it yet).
+inline void ensure_sockets() {
+  struct starter {
+    starter() {
+      WSADATA data;
+      ::WSAStartup(MAKEWORD(2, 2), &data);
+    }
+  };
+  static const starter started;
+}
+/// Winsock's error numbers in the POSIX terms the tests use (ECONNRESET, EAGAIN for a timeout).
+inline int posix_error(int e) noexcept {
+  switch (e) {
+  case WSAECONNRESET: return ECONNRESET;
+  case WSAECONNABORTED: return ECONNABORTED;
+  case WSAETIMEDOUT: return EAGAIN;
+  case WSAEINTR: return EINTR;
+  default: return e;
+  }
+}
+#else
+using native_socket = int;
+inline constexpr native_socket no_socket = -1;
+inline constexpr int msg_nosignal = MSG_NOSIGNAL;
+using io_result = ssize_t;
+inline int last_socket_error() noexcept { return errno; }
+inline void close_native(native_socket s) noexcept { ::close(s); }
+inline void ensure_sockets() {}
+inline int posix_error(int e) noexcept { return e; }
+#endif
+
 class socket_fd {
 public:
   socket_fd() = default;
-  explicit socket_fd(int fd) noexcept : fd_(fd) {}
-  socket_fd(socket_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  explicit socket_fd(native_socket fd) noexcept : fd_(fd) {}
+  socket_fd(socket_fd&& o) noexcept : fd_(std::exchange(o.fd_, no_socket)) {}
   socket_fd& operator=(socket_fd&& o) noexcept {
     if (this != &o) {
       reset();
-      fd_ = std::exchange(o.fd_, -1);
+      fd_ = std::exchange(o.fd_, no_socket);
     }
     return *this;
   }
   ~socket_fd() { reset(); }
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
+  native_socket get() const noexcept { return fd_; }
+  native_socket release() noexcept { return std::exchange(fd_, no_socket); }
   void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
+    if (fd_ != no_socket) close_native(fd_);
+    fd_ = no_socket;
   }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
+  explicit operator bool() const noexcept { return fd_ != no_socket; }
 
 private:
-  int fd_ = -1;
+  native_socket fd_ = no_socket;
 };
 
 [[noreturn]] inline void fail_errno(const std::string& what) {
-  throw std::system_error(errno, std::system_category(), what);
+  throw std::system_error(last_socket_error(), std::system_category(), what);
 }
 
-inline void set_timeouts(int fd, int seconds = io_timeout_seconds) {
+inline void set_timeouts(native_socket fd, int seconds = io_timeout_seconds) {
+#if defined(_WIN32)
+  DWORD ms = static_cast<DWORD>(seconds) * 1000;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
+#else
   timeval tv{seconds, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+#endif
 }
 
 /// A connected blocking socket to `to` (127.0.0.1 or ::1), optionally bound to a source address
 /// such as 127.0.0.7 first (spreads many connections over distinct four-tuples).
 inline socket_fd connect_to(const iocp::endpoint& to, const char* source_v4 = nullptr) {
+  ensure_sockets();
   int family = to.is_v4() ? AF_INET : AF_INET6;
+#if defined(_WIN32)
+  socket_fd s(::socket(family, SOCK_STREAM, IPPROTO_TCP));
+#else
   socket_fd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+#endif
   if (!s) fail_errno("socket");
   set_timeouts(s.get());
   if (source_v4) {
+#if defined(IP_BIND_ADDRESS_NO_PORT)
     int one = 1;
     ::setsockopt(s.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
     sockaddr_in src{};
     src.sin_family = AF_INET;
     ::inet_pton(AF_INET, source_v4, &src.sin_addr);
     if (::bind(s.get(), reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) fail_errno("bind");
   }
   sockaddr_storage addr{};
-  socklen_t len;
+  int len;
   if (to.is_v4()) {
     auto& a = reinterpret_cast<sockaddr_in&>(addr);
     a.sin_family = AF_INET;
@@ -96,7 +153,8 @@ inline socket_fd connect_to(const iocp::endpoint& to, const char* source_v4 = nu
     std::memcpy(&a.sin6_addr, to.bytes().data(), 16);
     len = sizeof a;
   }
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) fail_errno("connect");
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(len)) != 0)
+    fail_errno("connect");
   return s;
 }
 
@@ -105,26 +163,42 @@ inline socket_fd connect_local(std::uint16_t port) {
   return connect_to(*iocp::endpoint::parse("127.0.0.1", port));
 }
 
-inline void send_all(int fd, std::span<const std::byte> data) {
+/// One send()/recv() call; the length is capped where Winsock takes an int.
+inline io_result send_some(native_socket fd, const std::byte* data, std::size_t n) {
+#if defined(_WIN32)
+  return ::send(fd, reinterpret_cast<const char*>(data), static_cast<int>((std::min)(n, std::size_t{1} << 30)), 0);
+#else
+  return ::send(fd, data, n, msg_nosignal);
+#endif
+}
+inline io_result recv_some(native_socket fd, std::byte* data, std::size_t n) {
+#if defined(_WIN32)
+  return ::recv(fd, reinterpret_cast<char*>(data), static_cast<int>((std::min)(n, std::size_t{1} << 30)), 0);
+#else
+  return ::recv(fd, data, n, 0);
+#endif
+}
+
+inline void send_all(native_socket fd, std::span<const std::byte> data) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    io_result n = send_some(fd, data.data(), data.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (posix_error(last_socket_error()) == EINTR) continue;
       fail_errno("send");
     }
     data = data.subspan(static_cast<std::size_t>(n));
   }
 }
-inline void send_all(int fd, std::string_view text) { send_all(fd, std::as_bytes(std::span(text))); }
+inline void send_all(native_socket fd, std::string_view text) { send_all(fd, std::as_bytes(std::span(text))); }
 
 /// Exactly n bytes; throws on timeout, error or an early end of stream.
-inline std::vector<std::byte> recv_exact(int fd, std::size_t n) {
+inline std::vector<std::byte> recv_exact(native_socket fd, std::size_t n) {
   std::vector<std::byte> out(n);
   std::size_t got = 0;
   while (got < n) {
-    ssize_t r = ::recv(fd, out.data() + got, n - got, 0);
+    io_result r = recv_some(fd, out.data() + got, n - got);
     if (r < 0) {
-      if (errno == EINTR) continue;
+      if (posix_error(last_socket_error()) == EINTR) continue;
       fail_errno("recv");
     }
     if (r == 0)
@@ -136,13 +210,13 @@ inline std::vector<std::byte> recv_exact(int fd, std::size_t n) {
 }
 
 /// Everything until the peer's FIN; throws on timeout or error (a reset included).
-inline std::vector<std::byte> recv_until_eof(int fd) {
+inline std::vector<std::byte> recv_until_eof(native_socket fd) {
   std::vector<std::byte> out;
   std::byte buffer[65536];
   for (;;) {
-    ssize_t r = ::recv(fd, buffer, sizeof buffer, 0);
+    io_result r = recv_some(fd, buffer, sizeof buffer);
     if (r < 0) {
-      if (errno == EINTR) continue;
+      if (posix_error(last_socket_error()) == EINTR) continue;
       fail_errno("recv");
     }
     if (r == 0) return out;
@@ -152,26 +226,31 @@ inline std::vector<std::byte> recv_until_eof(int fd) {
 
 /// What a read ends with: 0 for a FIN, or the errno (ECONNRESET for a reset), discarding data.
 /// EAGAIN means the timeout passed with the connection still open.
-inline int read_until_closed(int fd) {
+inline int read_until_closed(native_socket fd) {
   std::byte buffer[65536];
   for (;;) {
-    ssize_t r = ::recv(fd, buffer, sizeof buffer, 0);
+    io_result r = recv_some(fd, buffer, sizeof buffer);
     if (r == 0) return 0;
     if (r < 0) {
-      if (errno == EINTR) continue;
-      return errno;
+      int e = posix_error(last_socket_error());
+      if (e == EINTR) continue;
+      return e;
     }
   }
 }
 
-inline void shutdown_write(int fd) {
+inline void shutdown_write(native_socket fd) {
+#if defined(_WIN32)
+  if (::shutdown(fd, SD_SEND) != 0) fail_errno("shutdown");
+#else
   if (::shutdown(fd, SHUT_WR) != 0) fail_errno("shutdown");
+#endif
 }
 
 /// Makes close() send a reset.
-inline void set_linger_zero(int fd) {
+inline void set_linger_zero(native_socket fd) {
   linger l{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&l), sizeof l);
 }
 
 inline std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {

@@ -27,6 +27,24 @@ struct config {
   }
 };
 
+#if defined(_WIN32)
+// Windows has one backend, IOCP: the same combinations of the other three policies.
+// clang-format off
+struct iocp_mutex_pooled_single    : config<iocp::backend::iocp, iocp::pooled_allocator, iocp::mutex_map,    iocp::single_threaded> {};
+struct iocp_mutex_pooled_pool      : config<iocp::backend::iocp, iocp::pooled_allocator, iocp::mutex_map,    iocp::thread_pool> {};
+struct iocp_mutex_plain_single     : config<iocp::backend::iocp, iocp::plain_allocator,  iocp::mutex_map,    iocp::single_threaded> {};
+struct iocp_mutex_plain_pool       : config<iocp::backend::iocp, iocp::plain_allocator,  iocp::mutex_map,    iocp::thread_pool> {};
+struct iocp_lockfree_pooled_single : config<iocp::backend::iocp, iocp::pooled_allocator, iocp::lockfree_map, iocp::single_threaded> {};
+struct iocp_lockfree_pooled_pool   : config<iocp::backend::iocp, iocp::pooled_allocator, iocp::lockfree_map, iocp::thread_pool> {};
+struct iocp_lockfree_plain_single  : config<iocp::backend::iocp, iocp::plain_allocator,  iocp::lockfree_map, iocp::single_threaded> {};
+struct iocp_lockfree_plain_pool    : config<iocp::backend::iocp, iocp::plain_allocator,  iocp::lockfree_map, iocp::thread_pool> {};
+// clang-format on
+
+using all_configs = std::tuple<iocp_mutex_pooled_single, iocp_mutex_pooled_pool, iocp_mutex_plain_single,
+                               iocp_mutex_plain_pool, iocp_lockfree_pooled_single, iocp_lockfree_pooled_pool,
+                               iocp_lockfree_plain_single, iocp_lockfree_plain_pool>;
+using backend_configs = std::tuple<iocp_mutex_pooled_pool>;
+#else
 // clang-format off
 struct uring_mutex_pooled_single   : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::mutex_map, iocp::single_threaded> {};
 struct uring_mutex_pooled_pool     : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::mutex_map, iocp::thread_pool> {};
@@ -58,5 +76,7 @@ using all_configs =
 /// One combination per backend, multi-threaded: for the behaviour tests, which do not depend on the
 /// allocator or map but must hold on every backend.
 using backend_configs = std::tuple<uring_mutex_pooled_pool, epoll_mutex_pooled_pool>;
+
+#endif
 
 } // namespace test_support

@@ -12,6 +12,11 @@
 #include "iocp/detail/linux/io_object.hpp"
 #include "iocp/detail/linux/io_uring_backend.hpp"
 #include "iocp/detail/linux/socket_ops.hpp"
+#elif defined(_WIN32)
+#define IOCP_HAS_IOCP 1
+#include "iocp/detail/win/io_object.hpp"
+#include "iocp/detail/win/iocp_backend.hpp"
+#include "iocp/detail/win/socket_ops.hpp"
 #else
-#error "iocp: this platform has no backend yet (Linux io_uring/epoll are supported)"
+#error "iocp: this platform has no backend yet (Linux io_uring/epoll and Windows IOCP are supported)"
 #endif

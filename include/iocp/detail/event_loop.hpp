@@ -24,6 +24,7 @@
 #include "iocp/connection.hpp"
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
 #include "iocp/options.hpp"
@@ -42,12 +43,15 @@ inline std::int64_t monotonic_ns() noexcept {
 
 /// Work for a connection posted from another thread.
 struct loop_command {
-  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop };
+  // adopt: a socket accepted on another thread (IOCP: only thread 0's port can hold the listener).
+  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop, adopt };
   kind what;
   connection_id id;
   shutdown_type how = shutdown_type::both;
-  std::int64_t deadline_ns = 0;     // stop
-  std::vector<std::byte> data = {}; // send
+  std::int64_t deadline_ns = 0;          // stop
+  std::vector<std::byte> data = {};      // send
+  socket_handle socket = invalid_socket; // adopt
+  endpoint remote = {};                  // adopt
 };
 
 template <class Server>
@@ -57,17 +61,24 @@ public:
   using handler_type = typename Server::handler_type;
   using allocator_type = typename Server::allocator_type;
 
-  event_loop(Server& server, std::uint32_t index, iocp::backend kind, int listen_fd,
+  event_loop(Server& server, std::uint32_t index, iocp::backend kind, socket_handle listen_fd,
              const server_options& options)
       : server_(server), index_(index), options_(options) {
+#if defined(IOCP_HAS_IOCP)
+    (void)kind;
+    iocp_.emplace(listen_fd, options.receive_buffer_size);
+    // The listener can belong to one completion port only: thread 0's accepts for every thread.
+    if (index == 0) accepts_.resize((std::max)(1u, options.accepts_in_flight));
+#else
     unsigned entries = 1024;
     if (kind == iocp::backend::io_uring) {
       uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread);
-      accepts_.resize(std::max(1u, options.accepts_in_flight));
+      accepts_.resize((std::max)(1u, options.accepts_in_flight));
     } else {
       epoll_.emplace(listen_fd, options.receive_buffer_size, entries);
       accepts_.resize(1); // readiness accepts one at a time; more contexts would add nothing
     }
+#endif
   }
   event_loop(const event_loop&) = delete;
   event_loop& operator=(const event_loop&) = delete;
@@ -76,6 +87,10 @@ public:
     // The thread has ended; whatever is left (only after a failed start) is released quietly.
     while (live_)
       destroy(*live_);
+    // Sockets handed over after this thread had stopped.
+    for (loop_command& command : commands_)
+      if (command.what == loop_command::kind::adopt && command.socket != invalid_socket)
+        close_socket(command.socket);
   }
 
   Server& server() const noexcept { return server_; }
@@ -85,10 +100,7 @@ public:
   /// The thread body: runs until a stop command has been carried out.
   void run() {
     current_event_loop = this;
-    if (uring_)
-      run_with(*uring_);
-    else
-      run_with(*epoll_);
+    with_backend([&](auto& b) { run_with(b); });
     current_event_loop = nullptr;
   }
 
@@ -102,38 +114,14 @@ public:
       commands_.push_back(std::move(command));
     }
     // The loop takes the whole queue at once, so only the first command of a batch needs a wake.
-    if (was_empty) {
-      if (uring_)
-        uring_->wake();
-      else
-        epoll_->wake();
-    }
+    if (was_empty) with_backend([](auto& b) { b.wake(); });
   }
 
   // ---- on the owning thread: the connection's operations ----
 
   std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
-    if (epoll_ && c.queue_.empty() && !c.send_pending && !data.empty()) {
-      // Nothing queued: write from the caller's memory now (as muduo and libuv do), and queue a
-      // copy of only what the socket did not take.
-      int n = epoll_->send_now(c, data.data(), data.size());
-      if (n < 0) {
-        begin_close(c, errno_code(-n), false);
-        maybe_finalize(c);
-        return {}; // like a send that fails later: reported through on_disconnected
-      }
-      if constexpr (has_on_sent<handler_type, connection_type>)
-        if (n > 0) epoll_->report_sent_later(c, n);
-      data = data.subspan(static_cast<std::size_t>(n));
-      if (data.empty()) return {};
-    }
-    std::uint16_t lent_buffer;
-    if (uring_ && uring_->lend(data.data(), data.size(), lent_buffer))
-      c.queue_.append_borrowed(allocator_, data, lent_buffer);
-    else
-      c.queue_.append(allocator_, data);
-    flush(c);
+    with_backend([&](auto& backend) { queue_send(backend, c, data); });
     maybe_finalize(c);
     return {};
   }
@@ -178,22 +166,33 @@ public:
     if (result >= 0) {
       consecutive_accept_errors_ = 0;
       backoff_ns_ = 0;
+      socket_handle s = accepted_socket(ctx, result);
       if (stopping_) {
-        ::close(result);
+        close_socket(s);
         return;
       }
       start_accept(ctx); // first: whatever happens to this connection, the chain goes on
-      open_connection(result, ctx);
+#if defined(IOCP_HAS_IOCP)
+      // Thread 0 accepts for all: the connections are spread over the threads in turn.
+      if (std::uint32_t owner = next_owner(); owner != index_) {
+        loop_command adopt{loop_command::kind::adopt, connection_id{}};
+        adopt.socket = s;
+        adopt.remote = from_sockaddr(ctx.address);
+        server_.loop(owner).post(std::move(adopt));
+        return;
+      }
+#endif
+      open_connection(s, from_sockaddr(ctx.address));
       return;
     }
     int e = -result;
-    if (e == ECANCELED && stopping_) return;
+    if (is_cancelled(e) && stopping_) return;
     report(errno_code(e), operation::accept);
     if (stopping_) return;
     // Running out of descriptors or memory would fail again at once: wait, then retry. So would a
     // broken listener; a long run of other errors is treated the same way, so nothing can spin.
-    bool resource = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
-    if (resource || ++consecutive_accept_errors_ > 64) {
+    // A client that reset before its accept completed (IOCP) says nothing about the listener.
+    if (is_resource_error(e) || (!is_peer_gone_on_accept(e) && ++consecutive_accept_errors_ > 64)) {
       backoff_ns_ = backoff_ns_ ? std::min<std::int64_t>(backoff_ns_ * 2, max_backoff_ns) : min_backoff_ns;
       backoff_deadline_ns_ = monotonic_ns() + backoff_ns_;
       backed_off_.push_back(&ctx);
@@ -289,8 +288,40 @@ private:
   /// Returns a receive buffer that a send borrowed (io_uring's zero-copy echo) to its ring.
   auto give_back() noexcept {
     return [this](std::uint16_t id) noexcept {
-      if (uring_) uring_->give_back(id);
+      with_backend([&](auto& backend) {
+        if constexpr (requires { backend.give_back(id); }) backend.give_back(id);
+      });
     };
+  }
+
+  /// A copying send, with what the backend offers to avoid the copy: a readiness backend writes
+  /// from the caller's memory at once when nothing is queued (as muduo and libuv do), a completion
+  /// backend with a buffer ring can keep the very receive buffer the bytes are in.
+  template <class Backend>
+  void queue_send(Backend& backend, connection_type& c, std::span<const std::byte> data) {
+    if constexpr (requires { backend.send_now(c, data.data(), data.size()); }) {
+      if (c.queue_.empty() && !c.send_pending && !data.empty()) {
+        int n = backend.send_now(c, data.data(), data.size());
+        if (n < 0) {
+          begin_close(c, errno_code(-n), false); // reported through on_disconnected, like a
+          return;                                // send that fails later
+        }
+        if constexpr (has_on_sent<handler_type, connection_type>)
+          if (n > 0) backend.report_sent_later(c, n);
+        data = data.subspan(static_cast<std::size_t>(n));
+        if (data.empty()) return;
+      }
+    }
+    if constexpr (requires(std::uint16_t id) { backend.lend(data.data(), data.size(), id); }) {
+      std::uint16_t lent_buffer;
+      if (backend.lend(data.data(), data.size(), lent_buffer)) {
+        c.queue_.append_borrowed(allocator_, data, lent_buffer);
+        flush(c);
+        return;
+      }
+    }
+    c.queue_.append(allocator_, data);
+    flush(c);
   }
   auto& map() noexcept { return server_.connection_map(); }
 
@@ -307,8 +338,12 @@ private:
 
   template <class F>
   decltype(auto) with_backend(F&& f) {
+#if defined(IOCP_HAS_IOCP)
+    return f(*iocp_);
+#else
     if (uring_) return f(*uring_);
     return f(*epoll_);
+#endif
   }
 
   void start_accept(accept_context& ctx) {
@@ -324,16 +359,23 @@ private:
     return false;
   }
 
-  void open_connection(int fd, accept_context& ctx) {
+  std::uint32_t next_owner() noexcept {
+    std::size_t count = server_.thread_count();
+    std::uint32_t owner = static_cast<std::uint32_t>(next_owner_ % count);
+    next_owner_ = (next_owner_ + 1) % count;
+    return owner;
+  }
+
+  void open_connection(socket_handle fd, const endpoint& remote) {
     void* memory = nullptr;
     std::byte* buffer = nullptr;
     try {
       memory = allocator_.allocate(sizeof(connection_type));
-      if (uring_ && uring_->needs_receive_buffers())
+      if (with_backend([](auto& b) { return b.needs_receive_buffers(); }))
         buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
     } catch (const std::bad_alloc&) {
       if (memory) allocator_.deallocate(memory, sizeof(connection_type));
-      ::close(fd);
+      close_socket(fd);
       report(make_error_code(std::errc::not_enough_memory), operation::accept);
       return;
     }
@@ -347,7 +389,7 @@ private:
       return;
     }
     if (options_.no_delay) set_no_delay(fd);
-    c.remote_ = from_sockaddr(ctx.address);
+    c.remote_ = remote;
     c.local_ = local_endpoint_of(fd);
     link(c);
     c.announced_ = true;
@@ -396,8 +438,7 @@ private:
     }
     if (c.write_shut_requested_ && !c.write_shut_done_) {
       c.write_shut_done_ = true;
-      if (::shutdown(c.fd, SHUT_WR) != 0 && errno != ENOTCONN) {
-        std::error_code e = last_error();
+      if (std::error_code e = shutdown_send(c.fd)) {
         report(e, operation::shutdown);
         begin_close(c, e, false);
       }
@@ -441,7 +482,7 @@ private:
     if (c.closing_) return;
     c.closing_ = true;
     c.close_reason_ = reason;
-    if (abortive && c.fd >= 0) set_linger_zero(c.fd);
+    if (abortive && c.fd != invalid_socket) set_linger_zero(c.fd);
     unlink_linger(c);
     with_backend([&](auto& b) { b.cancel(c); });
   }
@@ -472,9 +513,9 @@ private:
   }
 
   void destroy(connection_type& c) noexcept {
-    if (c.fd >= 0) {
-      ::close(c.fd);
-      c.fd = -1;
+    if (c.fd != invalid_socket) {
+      close_socket(c.fd);
+      c.fd = invalid_socket;
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
     c.queue_.clear(allocator_, give_back());
@@ -509,6 +550,14 @@ private:
       begin_stop(command.deadline_ns);
       return;
     }
+    if (command.what == loop_command::kind::adopt) {
+      socket_handle s = std::exchange(command.socket, invalid_socket);
+      if (stopping_)
+        close_socket(s);
+      else
+        open_connection(s, command.remote);
+      return;
+    }
     connection_type* c = find(command.id);
     if (!c) return; // closed since the command was posted: an ordinary race, nothing to do
     switch (command.what) {
@@ -516,7 +565,8 @@ private:
     case loop_command::kind::shutdown: shutdown(*c, command.how); break;
     case loop_command::kind::disconnect: disconnect(*c); break;
     case loop_command::kind::abort: abort(*c, make_error_code(std::errc::connection_aborted)); break;
-    case loop_command::kind::stop: break;
+    case loop_command::kind::stop:
+    case loop_command::kind::adopt: break;
     }
   }
 
@@ -548,8 +598,8 @@ private:
   long long next_timeout_ns() const noexcept {
     std::int64_t deadline = INT64_MAX;
     if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
-    if (!backed_off_.empty()) deadline = std::min(deadline, backoff_deadline_ns_);
-    if (stopping_ && !stop_expired_) deadline = std::min(deadline, stop_deadline_ns_);
+    if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
+    if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
     if (deadline == INT64_MAX) return -1;
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
@@ -577,14 +627,19 @@ private:
   Server& server_;
   std::uint32_t index_;
   const server_options& options_;
+#if defined(IOCP_HAS_IOCP)
+  std::optional<iocp_backend> iocp_;
+#else
   std::optional<io_uring_backend> uring_;
   std::optional<epoll_backend> epoll_;
+#endif
   [[no_unique_address]] allocator_type allocator_;
   std::vector<accept_context> accepts_;
   std::vector<accept_context*> backed_off_;
   std::int64_t backoff_ns_ = 0;
   std::int64_t backoff_deadline_ns_ = 0;
   unsigned consecutive_accept_errors_ = 0;
+  std::size_t next_owner_ = 0;
   connection_type* live_ = nullptr;
   connection_type* linger_head_ = nullptr;
   connection_type* linger_tail_ = nullptr;

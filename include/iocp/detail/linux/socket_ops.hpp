@@ -23,6 +23,28 @@ namespace iocp::detail {
 inline std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
 inline std::error_code last_error() noexcept { return errno_code(errno); }
 
+struct accept_context;
+
+// The platform-neutral names the event loop uses (detail/win/socket_ops.hpp has the same ones).
+using socket_handle = int;
+inline constexpr socket_handle invalid_socket = -1;
+
+/// A completion's error (the negated result) says the operation was cancelled.
+inline bool is_cancelled(int e) noexcept { return e == ECANCELED; }
+/// An accept error that would recur at once until descriptors or memory are freed.
+inline bool is_resource_error(int e) noexcept { return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM; }
+/// An accept error that only means this client is gone. accept() hands over reset connections
+/// (their first read fails), so on Linux every accept error counts toward the back-off streak.
+inline bool is_peer_gone_on_accept(int) noexcept { return false; }
+/// The socket an accept completion with a non-negative result delivered.
+inline socket_handle accepted_socket(const accept_context&, int result) noexcept { return result; }
+inline void close_socket(socket_handle fd) noexcept { ::close(fd); }
+/// Sends the FIN; a peer that is already gone (ENOTCONN) is no error.
+inline std::error_code shutdown_send(socket_handle fd) noexcept {
+  if (::shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN) return errno_code(errno);
+  return {};
+}
+
 [[noreturn]] inline void throw_errno(int e, const std::string& what) {
   throw std::system_error(errno_code(e), "iocp: " + what);
 }

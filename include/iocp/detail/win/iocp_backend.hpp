@@ -1,0 +1,274 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The IOCP backend of one I/O thread: a completion port of its own, waited on with
+// GetQueuedCompletionStatusEx; wake-ups are PostQueuedCompletionStatus packets without an
+// OVERLAPPED. A connection's socket is associated with its owner's port on its first operation, so
+// all of its completions come back to the thread that owns its state.
+//
+// The listening socket can be associated with one port only: thread 0's. Thread 0 keeps every
+// AcceptEx in flight (server_options::accepts_in_flight); the other threads serve the connections
+// they are given. Every AcceptEx failure, in its completion or in SO_UPDATE_ACCEPT_CONTEXT
+// (WSAENOTCONN, ERROR_NETNAME_DELETED, a reset...), closes that socket and is reported as a failed
+// accept; the loop reports it and posts a new accept (after a back-off for resource errors), so the
+// accept chain cannot break. A failure to start an AcceptEx is reported the same way.
+//
+// Connections are never reused with DisconnectEx (Wine does not implement TF_REUSE_SOCKET); a
+// closed connection's socket is closed.
+
+#include "iocp/detail/win/windows_headers.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <system_error>
+#include <vector>
+
+#include "iocp/detail/win/io_object.hpp"
+#include "iocp/detail/win/socket_ops.hpp"
+
+namespace iocp::detail {
+
+class iocp_backend {
+public:
+  iocp_backend(socket_handle listen_socket, std::size_t receive_size)
+      : listen_(listen_socket), receive_size_(static_cast<ULONG>((std::min<std::size_t>)(receive_size, 1u << 30))) {
+    port_ = ::CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, 1);
+    if (!port_) throw_errno(static_cast<int>(::GetLastError()), "CreateIoCompletionPort()");
+    listen_family_ = local_family(listen_);
+    DWORD bytes = 0;
+    GUID accept_ex = WSAID_ACCEPTEX;
+    GUID sockaddrs = WSAID_GETACCEPTEXSOCKADDRS;
+    if (::WSAIoctl(listen_, SIO_GET_EXTENSION_FUNCTION_POINTER, &accept_ex, sizeof accept_ex, &accept_ex_,
+                   sizeof accept_ex_, &bytes, nullptr, nullptr) != 0 ||
+        ::WSAIoctl(listen_, SIO_GET_EXTENSION_FUNCTION_POINTER, &sockaddrs, sizeof sockaddrs, &get_sockaddrs_,
+                   sizeof get_sockaddrs_, &bytes, nullptr, nullptr) != 0) {
+      int e = ::WSAGetLastError();
+      ::CloseHandle(port_);
+      throw_errno(e, "WSAIoctl(AcceptEx)");
+    }
+  }
+  iocp_backend(const iocp_backend&) = delete;
+  iocp_backend& operator=(const iocp_backend&) = delete;
+  ~iocp_backend() { ::CloseHandle(port_); }
+
+  /// Every overlapped receive needs a buffer of its own.
+  bool needs_receive_buffers() const noexcept { return true; }
+
+  void start_accept(accept_context& ctx) {
+    ctx.pending = true;
+    ctx.op.kind = win_op_kind::accept;
+    ctx.op.owner = &ctx;
+    ctx.op.overlapped = OVERLAPPED{};
+    if (!listener_associated_) {
+      if (!::CreateIoCompletionPort(reinterpret_cast<HANDLE>(listen_), port_, 0, 0)) {
+        complete_later(ctx.op, -static_cast<int>(::GetLastError()));
+        return;
+      }
+      listener_associated_ = true;
+    }
+    ctx.socket = open_overlapped_socket(listen_family_);
+    if (ctx.socket == INVALID_SOCKET) {
+      complete_later(ctx.op, -::WSAGetLastError()); // e.g. WSAENOBUFS: the loop backs off and retries
+      return;
+    }
+    DWORD bytes = 0;
+    if (!accept_ex_(listen_, ctx.socket, ctx.buffer, 0, accept_address_space, accept_address_space, &bytes,
+                    &ctx.op.overlapped)) {
+      int e = ::WSAGetLastError();
+      if (e != ERROR_IO_PENDING) {
+        ::closesocket(ctx.socket);
+        ctx.socket = INVALID_SOCKET;
+        complete_later(ctx.op, -e);
+      }
+    }
+    // Success at once or pending: either way the completion comes through the port.
+  }
+
+  void cancel_accept(accept_context& ctx) {
+    if (ctx.pending && ctx.socket != INVALID_SOCKET)
+      ::CancelIoEx(reinterpret_cast<HANDLE>(listen_), &ctx.op.overlapped);
+  }
+
+  void start_recv(io_object& io) {
+    io.recv_pending = true;
+    io.cancel_requested = false;
+    io.recv_op.kind = win_op_kind::recv;
+    io.recv_op.owner = &io;
+    io.recv_op.overlapped = OVERLAPPED{};
+    if (!associate(io, io.recv_op)) return;
+    WSABUF buffer{receive_size_, reinterpret_cast<char*>(io.recv_buffer)};
+    DWORD flags = 0;
+    if (::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.recv_op.overlapped, nullptr) != 0) {
+      int e = ::WSAGetLastError();
+      if (e != WSA_IO_PENDING) complete_later(io.recv_op, -e);
+    }
+  }
+
+  void start_send(io_object& io, const std::byte* data, std::size_t size) {
+    io.send_pending = true;
+    io.send_op.kind = win_op_kind::send;
+    io.send_op.owner = &io;
+    io.send_op.overlapped = OVERLAPPED{};
+    if (!associate(io, io.send_op)) return;
+    // One operation carries at most 1 GiB; the loop sends the rest when this completes.
+    WSABUF buffer{static_cast<ULONG>((std::min<std::size_t>)(size, 1u << 30)),
+                  const_cast<char*>(reinterpret_cast<const char*>(data))};
+    if (::WSASend(io.fd, &buffer, 1, nullptr, 0, &io.send_op.overlapped, nullptr) != 0) {
+      int e = ::WSAGetLastError();
+      if (e != WSA_IO_PENDING) complete_later(io.send_op, -e);
+    }
+  }
+
+  /// Every pending operation of `io` completes soon, with ERROR_OPERATION_ABORTED if it had not
+  /// finished.
+  void cancel(io_object& io) {
+    io.cancel_requested = true;
+    if ((io.recv_pending || io.send_pending) && io.fd != INVALID_SOCKET)
+      ::CancelIoEx(reinterpret_cast<HANDLE>(io.fd), nullptr);
+  }
+
+  /// The kernel holds nothing of `io` any more: close its socket.
+  void release(io_object& io) noexcept {
+    if (io.fd != INVALID_SOCKET) ::closesocket(io.fd);
+    io.fd = INVALID_SOCKET;
+  }
+
+  /// Thread-safe: makes a waiting run_once() return and report on_wake().
+  void wake() noexcept { ::PostQueuedCompletionStatus(port_, 0, wake_key, nullptr); }
+
+  /// Waits up to timeout_ns (negative: no limit, 0: just look) and reports every completion.
+  template <class Sink>
+  void run_once(long long timeout_ns, Sink& sink) {
+    DWORD timeout_ms = timeout_ns < 0 ? INFINITE
+                                      : static_cast<DWORD>((std::min<long long>)((timeout_ns + 999'999) / 1'000'000,
+                                                                                 INFINITE - 1));
+    if (!ready_.empty()) timeout_ms = 0;
+    ULONG count = 0;
+    if (!::GetQueuedCompletionStatusEx(port_, entries_, max_entries, &count, timeout_ms, FALSE)) {
+      DWORD e = ::GetLastError();
+      count = 0;
+      if (e != WAIT_TIMEOUT) sink.on_backend_error(errno_code(static_cast<int>(e)));
+    }
+    for (ULONG i = 0; i < count; ++i) {
+      const OVERLAPPED_ENTRY& entry = entries_[i];
+      if (!entry.lpOverlapped) {
+        sink.on_wake();
+        continue;
+      }
+      auto& op = *reinterpret_cast<win_operation*>(entry.lpOverlapped);
+      int result = static_cast<int>(entry.dwNumberOfBytesTransferred);
+      // The entry's own Internal is reserved: the status is the OVERLAPPED's (an NTSTATUS).
+      if (op.overlapped.Internal != 0) result = operation_result(op, result);
+      deliver(op, result, sink);
+    }
+    // Operations that failed to start, found while starting them. Those that these reports start
+    // wait for the next round.
+    std::vector<ready_completion> batch;
+    batch.swap(ready_);
+    for (const ready_completion& c : batch)
+      deliver(*c.op, c.result, sink);
+    batch.clear();
+    if (ready_.empty()) ready_.swap(batch); // keep the capacity
+  }
+
+private:
+  static constexpr ULONG_PTR wake_key = 1;
+  static constexpr ULONG max_entries = 256;
+
+  struct ready_completion {
+    win_operation* op;
+    int result;
+  };
+
+  static int local_family(socket_handle s) noexcept {
+    sockaddr_storage a{};
+    int len = sizeof a;
+    if (::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) return AF_INET;
+    return a.ss_family;
+  }
+
+  void complete_later(win_operation& op, int result) { ready_.push_back({&op, result}); }
+
+  /// The socket joins this thread's port before its first operation. Refused: that operation fails.
+  bool associate(io_object& io, win_operation& op) {
+    if (io.associated) return true;
+    if (!::CreateIoCompletionPort(reinterpret_cast<HANDLE>(io.fd), port_, 0, 0)) {
+      complete_later(op, -static_cast<int>(::GetLastError()));
+      return false;
+    }
+    io.associated = true;
+    return true;
+  }
+
+  /// The byte count, or the negated Winsock error, of an operation whose status is not plain
+  /// success (the port only gives an NTSTATUS). The socket is still open: a connection's closes only
+  /// after its last completion, and the listener after the threads.
+  int operation_result(win_operation& op, int bytes_reported) noexcept {
+    SOCKET s = listen_;
+    if (op.kind != win_op_kind::accept) s = static_cast<io_object*>(op.owner)->fd;
+    DWORD bytes = 0, flags = 0;
+    if (::WSAGetOverlappedResult(s, &op.overlapped, &bytes, FALSE, &flags)) return bytes_reported;
+    int e = ::WSAGetLastError();
+    return e ? -e : -ERROR_GEN_FAILURE;
+  }
+
+  template <class Sink>
+  void deliver(win_operation& op, int result, Sink& sink) {
+    switch (op.kind) {
+    case win_op_kind::accept: {
+      auto& ctx = *static_cast<accept_context*>(op.owner);
+      ctx.pending = false;
+      if (result >= 0) result = finish_accept(ctx);
+      if (result < 0 && ctx.socket != INVALID_SOCKET) {
+        ::closesocket(ctx.socket); // whatever failed, this socket is dropped; the loop posts anew
+        ctx.socket = INVALID_SOCKET;
+      }
+      sink.on_accepted(ctx, result);
+      break;
+    }
+    case win_op_kind::recv: {
+      auto& io = *static_cast<io_object*>(op.owner);
+      io.recv_pending = false;
+      sink.on_received(io, result, io.recv_buffer); // may free `io`
+      break;
+    }
+    case win_op_kind::send: {
+      auto& io = *static_cast<io_object*>(op.owner);
+      io.send_pending = false;
+      sink.on_sent(io, result); // may free `io`
+      break;
+    }
+    }
+  }
+
+  /// After AcceptEx completed: the accepted socket inherits the listener's properties
+  /// (SO_UPDATE_ACCEPT_CONTEXT, which getsockname, shutdown and friends need), and its remote address
+  /// is read. 0, or a negated error (the connection may already be gone: WSAENOTCONN).
+  int finish_accept(accept_context& ctx) noexcept {
+    if (::setsockopt(ctx.socket, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, reinterpret_cast<const char*>(&listen_),
+                     sizeof listen_) != 0)
+      return -::WSAGetLastError();
+    sockaddr* local = nullptr;
+    sockaddr* remote = nullptr;
+    int local_length = 0, remote_length = 0;
+    get_sockaddrs_(ctx.buffer, 0, accept_address_space, accept_address_space, &local, &local_length, &remote,
+                   &remote_length);
+    ctx.address = sockaddr_storage{};
+    if (remote && remote_length > 0)
+      std::memcpy(&ctx.address, remote, (std::min<std::size_t>)(sizeof ctx.address, static_cast<std::size_t>(remote_length)));
+    return 0;
+  }
+
+  socket_handle listen_;
+  ULONG receive_size_;
+  HANDLE port_ = nullptr;
+  int listen_family_ = AF_INET;
+  bool listener_associated_ = false;
+  LPFN_ACCEPTEX accept_ex_ = nullptr;
+  LPFN_GETACCEPTEXSOCKADDRS get_sockaddrs_ = nullptr;
+  OVERLAPPED_ENTRY entries_[max_entries];
+  std::vector<ready_completion> ready_;
+};
+
+} // namespace iocp::detail
