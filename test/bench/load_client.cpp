@@ -3,8 +3,8 @@
 
 // A loopback load generator for echo servers: plain sockets and one epoll thread, no library code.
 //
-//   load_client --port P [--host 127.0.0.1] [--mode echo|churn] [--connections N] [--size S]
-//               [--depth D] [--warmup W] [--duration T] [--server-pid PID]
+//   load_client --port P [--host 127.0.0.1] [--mode echo|churn|room] [--connections N] [--size S]
+//               [--depth D] [--fanout K] [--warmup W] [--duration T] [--server-pid PID]
 //               [--close half|fin|rst] [--spread | --no-spread] [--verify] [--sync] [--label L]
 //
 // echo:  N connections each keep D messages of S bytes in flight (D = 1: ping-pong); a message is
@@ -14,6 +14,13 @@
 //        and server CPU per connection. --close: half = shutdown(SHUT_WR) and wait for the server's
 //        FIN (default), fin = close() at once, rst = abortive close (SO_LINGER 0). Source addresses
 //        rotate over 127.0.0.2-127.0.0.250 (IP_BIND_ADDRESS_NO_PORT) so ephemeral ports last.
+// room:  for room_server (a broadcast room). N connections each keep one S-byte message in flight
+//        (S >= 8; the first 8 bytes are a magic and the sending connection's index). The server
+//        sends every message to K other members and echoes it to the sender; a connection sends
+//        its next message when its own echo arrives. Every message received counts (echoes and
+//        fan-out deliveries): reports delivered messages/s, the fan-out observed (deliveries per
+//        echo, min(K, N-1) expected), p50/p99 echo round trip and server CPU per delivered message.
+//        --fanout K only sets the expected fan-out in the report; the server's own --fanout rules.
 //
 // Server CPU: utime+stime of the whole process from /proc/PID/stat (clock ticks) sampled at the
 // start and end of the measured window; also the sum of /proc/PID/task/*/schedstat (nanoseconds) as
@@ -59,6 +66,7 @@ struct options {
   unsigned connections = 50;
   std::size_t size = 64;
   unsigned depth = 1;
+  unsigned fanout = 0;
   double warmup = 1.0;
   double duration = 5.0;
   int server_pid = 0;
@@ -72,8 +80,8 @@ struct options {
 [[noreturn]] void usage(const std::string& message) {
   std::fprintf(stderr,
                "load_client: %s\n"
-               "usage: load_client --port P [--host A] [--mode echo|churn] [--connections N] [--size S]\n"
-               "                   [--depth D] [--warmup W] [--duration T] [--server-pid PID]\n"
+               "usage: load_client --port P [--host A] [--mode echo|churn|room] [--connections N] [--size S]\n"
+               "                   [--depth D] [--fanout K] [--warmup W] [--duration T] [--server-pid PID]\n"
                "                   [--close half|fin|rst] [--spread|--no-spread] [--verify] [--sync]\n"
                "                   [--label L]\n",
                message.c_str());
@@ -123,6 +131,8 @@ options parse(int argc, char** argv) {
       o.size = std::size_t(to_number(value(), "--size"));
     else if (a == "--depth")
       o.depth = unsigned(to_number(value(), "--depth"));
+    else if (a == "--fanout")
+      o.fanout = unsigned(to_number(value(), "--fanout"));
     else if (a == "--warmup")
       o.warmup = to_number(value(), "--warmup");
     else if (a == "--duration")
@@ -145,7 +155,9 @@ options parse(int argc, char** argv) {
       usage("unknown option " + std::string(a));
   }
   if (o.port <= 0 || o.port > 65535) usage("--port is required (1-65535)");
-  if (o.mode != "echo" && o.mode != "churn") usage("--mode is echo or churn");
+  if (o.mode != "echo" && o.mode != "churn" && o.mode != "room") usage("--mode is echo, churn or room");
+  if (o.mode == "room" && (o.size < 8 || o.size > 4096)) usage("--size: 8..4096 in room mode");
+  if (o.mode == "room" && o.sync) usage("--sync is not available in room mode");
   if (o.close_mode != "half" && o.close_mode != "fin" && o.close_mode != "rst")
     usage("--close: half|fin|rst");
   if (o.connections == 0 || o.connections > 100000) usage("--connections: 1..100000");
@@ -305,7 +317,43 @@ struct report {
   std::uint64_t errors = 0;
   double seconds = 0;
   histogram latency;
+  std::uint64_t echoes = 0;     // room: own messages back
+  std::uint64_t deliveries = 0; // room: other members' messages
 };
+
+void print_room_report(const options& o, const report& r, const window& w) {
+  double ops_per_s = r.seconds > 0 ? double(r.ops) / r.seconds : 0;
+  double echoes_per_s = r.seconds > 0 ? double(r.echoes) / r.seconds : 0;
+  double fanout = r.echoes ? double(r.deliveries) / double(r.echoes) : 0;
+  unsigned expected = std::min(o.fanout, o.connections - 1);
+  double p50 = r.latency.quantile(0.50) / 1e3, p99 = r.latency.quantile(0.99) / 1e3;
+  bool cpu = w.cpu_start.ok && w.cpu_end.ok;
+  double cpu_us = cpu ? w.cpu_end.stat_us - w.cpu_start.stat_us : 0;
+  double sched_us = cpu ? w.cpu_end.sched_us - w.cpu_start.sched_us : 0;
+  double per_op = cpu && r.ops ? cpu_us / double(r.ops) : 0;
+  double sched_per_op = cpu && r.ops ? sched_us / double(r.ops) : 0;
+  double util = cpu && r.seconds > 0 ? cpu_us / (r.seconds * 1e6) : 0;
+  std::printf("%s%sroom %s:%d conns=%u size=%zu fanout=%.2f (expected %u): %.0f delivered msg/s (%.0f echoes/s)",
+              o.label.c_str(), o.label.empty() ? "" : ": ", o.host.c_str(), o.port, o.connections, o.size, fanout,
+              expected, ops_per_s, echoes_per_s);
+  std::printf(", echo p50 %.1f us, p99 %.1f us", p50, p99);
+  if (cpu)
+    std::printf(", server %.3f us CPU/delivered msg (schedstat %.3f), %.0f%% of a CPU", per_op, sched_per_op,
+                util * 100);
+  std::printf(", %.3f s, errors %llu\n", r.seconds, static_cast<unsigned long long>(r.errors));
+  std::printf("RESULT mode=room label=%s port=%d conns=%u size=%zu fanout_expected=%u fanout_observed=%.4f "
+              "seconds=%.6f ops=%llu ops_per_s=%.3f echoes=%llu deliveries=%llu echoes_per_s=%.3f p50_us=%.3f "
+              "p99_us=%.3f",
+              o.label.empty() ? "-" : o.label.c_str(), o.port, o.connections, o.size, expected, fanout, r.seconds,
+              static_cast<unsigned long long>(r.ops), ops_per_s, static_cast<unsigned long long>(r.echoes),
+              static_cast<unsigned long long>(r.deliveries), echoes_per_s, p50, p99);
+  if (cpu)
+    std::printf(" server_cpu_ticks=%llu server_cpu_us=%.1f server_sched_us=%.1f server_cpu_util=%.4f "
+                "server_cpu_us_per_op=%.5f server_sched_us_per_op=%.5f server_cpu_us_per_msg=%.5f",
+                w.cpu_end.ticks - w.cpu_start.ticks, cpu_us, sched_us, util, per_op, sched_per_op, per_op);
+  std::printf(" errors=%llu\n", static_cast<unsigned long long>(r.errors));
+  std::fflush(stdout);
+}
 
 void print_report(const options& o, const report& r, const window& w) {
   double ops_per_s = r.seconds > 0 ? double(r.ops) / r.seconds : 0;
@@ -317,6 +365,10 @@ void print_report(const options& o, const report& r, const window& w) {
   double per_op = cpu && r.ops ? cpu_us / double(r.ops) : 0;
   double sched_per_op = cpu && r.ops ? sched_us / double(r.ops) : 0;
   double util = cpu && r.seconds > 0 ? cpu_us / (r.seconds * 1e6) : 0;
+  if (o.mode == "room") {
+    print_room_report(o, r, w);
+    return;
+  }
   const bool echo = o.mode == "echo";
   const char* unit = echo ? "msg" : "conn";
 
@@ -821,6 +873,209 @@ int run_churn(const options& o) {
   return r.ops > 0 ? 0 : 1;
 }
 
+// ---- room mode -------------------------------------------------------------------------------
+
+constexpr std::uint32_t room_magic = 0x4d4f4f52; // "ROOM"
+
+struct room_conn {
+  int fd = -1;
+  std::vector<char> message;  // our message: magic, our index, then a pattern
+  std::size_t unsent = 0;     // bytes of `message` still to write (0: nothing pending)
+  std::size_t pos = 0;        // bytes of the incoming message read so far
+  char header[8] = {};        // the incoming message's first 8 bytes
+  bool outstanding = false;   // our message is out and its echo has not come back
+  std::int64_t stamp = 0;
+  bool want_out = false;
+};
+
+int run_room(const options& o) {
+  const sockaddr_in server = make_address(o.host, o.port);
+  const std::size_t S = o.size;
+  std::vector<char> in(256 * 1024);
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1");
+  std::vector<room_conn> conns(o.connections);
+  for (unsigned i = 0; i < o.connections; ++i) {
+    auto& c = conns[i];
+    c.message.resize(S);
+    for (std::size_t k = 8; k < S; ++k)
+      c.message[k] = static_cast<char>('a' + k % 23);
+    std::memcpy(c.message.data(), &room_magic, 4);
+    std::memcpy(c.message.data() + 4, &i, 4);
+    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) die("socket");
+    if (o.spread) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      src.sin_addr.s_addr = htonl((127u << 24) | (2 + i % 249));
+      int one = 1;
+      ::setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      if (::bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) die("bind");
+    }
+    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) die("connect");
+    set_nodelay(c.fd);
+    ::fcntl(c.fd, F_SETFL, ::fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+    epoll_set(ep, EPOLL_CTL_ADD, c.fd, EPOLLIN, i);
+  }
+
+  report r;
+  window w;
+  bool measuring = false;
+  bool bad_frame = false;
+  std::uint64_t echoes = 0, deliveries = 0, echoes_at_start = 0, deliveries_at_start = 0;
+  unsigned open_conns = o.connections;
+
+  auto lose = [&](unsigned i) {
+    auto& c = conns[i];
+    if (c.fd < 0) return;
+    ++r.errors;
+    ::close(c.fd);
+    c.fd = -1;
+    --open_conns;
+  };
+  auto flush = [&](unsigned i) {
+    auto& c = conns[i];
+    while (c.unsent > 0) {
+      ssize_t n = ::send(c.fd, c.message.data() + (S - c.unsent), c.unsent, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.unsent -= std::size_t(n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      return false;
+    }
+    bool want = c.unsent > 0;
+    if (want != c.want_out) {
+      c.want_out = want;
+      epoll_set(ep, EPOLL_CTL_MOD, c.fd, EPOLLIN | (want ? EPOLLOUT : 0u), i);
+    }
+    return true;
+  };
+  auto issue = [&](unsigned i, std::int64_t t) {
+    auto& c = conns[i];
+    c.outstanding = true;
+    c.stamp = t;
+    c.unsent = S;
+    if (!flush(i)) lose(i);
+  };
+  auto start_window = [&]() {
+    w.cpu_start = read_server_cpu(o.server_pid);
+    w.start_ns = now_ns();
+    echoes_at_start = echoes;
+    deliveries_at_start = deliveries;
+    r.latency.clear();
+    r.errors = 0;
+    measuring = true;
+  };
+  auto end_window = [&]() {
+    w.end_ns = now_ns();
+    w.cpu_end = read_server_cpu(o.server_pid);
+    measuring = false;
+    r.echoes = echoes - echoes_at_start;
+    r.deliveries = deliveries - deliveries_at_start;
+    r.ops = r.echoes + r.deliveries;
+    r.bytes = r.ops * S;
+    r.seconds = double(w.end_ns - w.start_ns) / 1e9;
+  };
+
+  const std::int64_t t0 = now_ns();
+  std::int64_t deadline = t0 + std::int64_t(o.warmup * 1e9);
+  bool in_window = false;
+  if (o.warmup <= 0) {
+    start_window();
+    in_window = true;
+    deadline = t0 + std::int64_t(o.duration * 1e9);
+  }
+  for (unsigned i = 0; i < o.connections; ++i)
+    issue(i, t0);
+  std::vector<epoll_event> events(1024);
+  // A hard bound, whatever the server does.
+  const std::int64_t give_up = t0 + std::int64_t((o.warmup + o.duration + 10) * 1e9);
+  for (;;) {
+    if (interrupted || open_conns == 0) break;
+    std::int64_t t = now_ns();
+    if (t > give_up) break;
+    if (t >= deadline) {
+      if (in_window) {
+        end_window();
+        break;
+      }
+      start_window();
+      in_window = true;
+      deadline = w.start_ns + std::int64_t(o.duration * 1e9);
+    }
+    int n = ::epoll_wait(ep, events.data(), int(events.size()), 5);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die("epoll_wait");
+    }
+    for (int k = 0; k < n; ++k) {
+      unsigned i = static_cast<unsigned>(events[k].data.u64);
+      auto& c = conns[i];
+      if (c.fd < 0) continue;
+      if (events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        ssize_t got = ::recv(c.fd, in.data(), in.size(), 0);
+        if (got <= 0) {
+          if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+          lose(i);
+          continue;
+        }
+        std::size_t at = 0, end = std::size_t(got);
+        while (at < end) {
+          if (c.pos < 8) {
+            std::size_t take = std::min<std::size_t>(8 - c.pos, end - at);
+            std::memcpy(c.header + c.pos, in.data() + at, take);
+            c.pos += take;
+            at += take;
+            if (c.pos < 8) break;
+          }
+          std::size_t take = std::min(S - c.pos, end - at);
+          c.pos += take;
+          at += take;
+          if (c.pos < S) break;
+          c.pos = 0;
+          std::uint32_t magic, sender;
+          std::memcpy(&magic, c.header, 4);
+          std::memcpy(&sender, c.header + 4, 4);
+          if (magic != room_magic || sender >= o.connections) {
+            bad_frame = true;
+            break;
+          }
+          if (sender != i) {
+            ++deliveries;
+            continue;
+          }
+          if (!c.outstanding) { // an echo we did not ask for
+            bad_frame = true;
+            break;
+          }
+          ++echoes;
+          c.outstanding = false;
+          std::int64_t tn = now_ns();
+          if (measuring) r.latency.add(tn - c.stamp);
+          issue(i, tn);
+          if (c.fd < 0) break;
+        }
+      }
+      if (c.fd >= 0 && c.unsent > 0 && !flush(i)) lose(i);
+    }
+    if (bad_frame) {
+      std::fprintf(stderr, "load_client: a room message arrived out of frame (bad magic or sender)\n");
+      return 1;
+    }
+  }
+  if (measuring) end_window();
+  if (w.end_ns == 0 || !in_window) {
+    std::fprintf(stderr, "load_client: stopped before the measured window ended\n");
+    return 1;
+  }
+  print_report(o, r, w);
+  for (auto& c : conns)
+    if (c.fd >= 0) ::close(c.fd);
+  ::close(ep);
+  return r.ops > 0 ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -830,5 +1085,6 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  if (o.mode == "room") return run_room(o);
   return o.mode == "echo" ? run_echo(o) : run_churn(o);
 }

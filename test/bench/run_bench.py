@@ -24,6 +24,16 @@ flight), dumps them after the measured load (again quiesced), and reports user-s
 per message (Ir / messages). Kernel work is not counted, and a `rep movsb` memcpy (glibc's ERMS
 variant) counts one instruction per iteration, so copies of large messages weigh far more in Ir than
 in time. Servers are always stopped at the end, errors included.
+
+--room: the contention comparison instead. test/bench/room_server (a broadcast room: every message
+is sent by id, server.send(id, span), to K other members and echoed to its sender) in its four policy
+combinations, mutex_map|lockfree_map x single_threaded|thread_pool (--room-threads, default 2), plus a
+twin of the reference (mutex-single) for the noise; load_client --mode room drives them (one message
+in flight per connection). Figures are per DELIVERED message (echoes + fan-out deliveries). By
+default every server is pinned to one CPU, so the pool's two threads share it: the map's
+synchronization and the cross-thread posting are measured without parallelism. --room-server-cpus
+all (or a list, e.g. 0,1) lets them run on several CPUs (the load client keeps its own CPU, which
+the servers then share); the output says which was used.
 """
 
 import argparse
@@ -42,6 +52,7 @@ import tempfile
 import time
 
 REFERENCE = "raw-uring"
+ROOM_REFERENCE = "mutex-single"
 
 # name -> (mode, connections, size, depth)
 WORKLOADS = {
@@ -53,10 +64,22 @@ WORKLOADS = {
 }
 QUICK_WORKLOADS = ["echo-50x64", "echo-300x16k", "churn-50"]
 
+# Broadcast room (--room): name -> ("room", connections, size, fanout)
+ROOM_WORKLOADS = {
+    "room-50x64-k4": ("room", 50, 64, 4),
+    "room-50x64-k16": ("room", 50, 64, 16),
+    "room-300x64-k4": ("room", 300, 64, 4),
+}
+QUICK_ROOM_WORKLOADS = ["room-50x64-k4"]
+ALL_WORKLOADS = {**WORKLOADS, **ROOM_WORKLOADS}
+
 
 def describe(name):
-    mode, conns, size, depth = WORKLOADS[name]
+    mode, conns, size, depth = ALL_WORKLOADS[name]
     size_text = f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+    if mode == "room":
+        return (f"broadcast room, {conns} connections x {size_text} ping-pong, each message sent by id "
+                f"to {depth} other members and echoed")
     if mode == "churn":
         return f"connection churn, {conns} slots, one {size_text} echo each, client half-closes"
     kind = "ping-pong" if depth == 1 else f"pipelined x{depth}"
@@ -100,9 +123,10 @@ def poke(port):
 
 
 def child_setup(cpu, nice):
+    """cpu: one CPU number, a set of them, or None (no pinning)."""
     def setup():
         if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, cpu if isinstance(cpu, (set, frozenset)) else {cpu})
         if nice:
             try:
                 os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -203,10 +227,11 @@ def parse_result(text):
 
 
 def client_argv(args, workload, server, warmup, duration, extra=()):
-    mode, conns, size, depth = WORKLOADS[workload]
+    mode, conns, size, depth = ALL_WORKLOADS[workload]
     argv = [args.load_client, "--port", str(server.port), "--server-pid", str(server.proc.pid),
-            "--mode", mode, "--connections", str(conns), "--size", str(size), "--depth", str(depth),
+            "--mode", mode, "--connections", str(conns), "--size", str(size),
             "--warmup", str(warmup), "--duration", str(duration), "--label", server.name]
+    argv += ["--fanout", str(depth)] if mode == "room" else ["--depth", str(depth)]
     return argv + list(extra)
 
 
@@ -239,12 +264,12 @@ def fmt(value, digits=2):
     return f"{value:.{digits}f}"
 
 
-def summarize(workload, servers, rounds, min_ticks):
+def summarize(workload, servers, rounds, min_ticks, reference=REFERENCE):
     """rounds: list of {server name: result dict}. Returns {server: summary dict}."""
     out = {}
     for s in servers:
         rows = [r[s.name] for r in rounds if s.name in r]
-        pairs = [(r[s.name], r[REFERENCE]) for r in rounds if s.name in r and REFERENCE in r]
+        pairs = [(r[s.name], r[reference]) for r in rounds if s.name in r and reference in r]
 
         def ratio(key, usable=lambda a, b: True):
             return [a[key] / b[key] for a, b in pairs
@@ -277,31 +302,38 @@ def summarize(workload, servers, rounds, min_ticks):
             "ratio_cpu_sched_min": min(sched_ratios) if sched_ratios else float("nan"),
             "ratio_cpu_sched_max": max(sched_ratios) if sched_ratios else float("nan"),
             "ratio_rate": median(ratio("ops_per_s")),
+            "fanout": median([r.get("fanout_observed", float("nan")) for r in rows]),
         }
     return out
 
 
 def print_table(workload, servers, summary, args):
-    mode = WORKLOADS[workload][0]
-    unit = "msg" if mode == "echo" else "conn"
+    mode = ALL_WORKLOADS[workload][0]
+    unit = {"echo": "msg", "churn": "conn", "room": "dlv"}[mode]
+    room = mode == "room"
     print(f"\n### {workload}: {describe(workload)}\n")
     print(f"{args.rounds} rounds x {args.slice:g} s per server (+{args.slice_warmup:g} s client warm-up each); "
-          f"x ref = median of the per-round ratios to `{REFERENCE}` (min-max over rounds). "
+          f"x ref = median of the per-round ratios to `{args.reference}` (min-max over rounds). "
           f"CPU = server CPU time per {unit}: /proc/PID/stat (primary; rounds with < {args.min_ticks} ticks "
           f"left out) and schedstat (ns).\n")
+    if room:
+        print("dlv = a delivered message: an echo or a fan-out delivery, as received by the client; "
+              "p50/p99 = echo round trip.\n")
     print(f"| server | rounds | {unit}/s | x ref {unit}/s | CPU us/{unit} | **x ref CPU** (min-max) | "
-          f"x ref CPU schedstat (min-max) | server CPU use | p50 us | p99 us | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"x ref CPU schedstat (min-max) | server CPU use | p50 us | p99 us | errors |"
+          + (" fan-out |" if room else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if room else ""))
     for s in servers:
         m = summary[s.name]
         if m["ok_rounds"] == 0:
-            print(f"| {s.name} | 0 | failed | | | | | | | | |")
+            print(f"| {s.name} | 0 | failed | | | | | | | | |" + (" |" if room else ""))
             continue
         print(f"| {s.name} | {m['ok_rounds']} | {fmt(m['ops_per_s'])} | {fmt(m['ratio_rate'])} | "
               f"{fmt(m['cpu_us_per_op'], 3)} | "
               f"**{fmt(m['ratio_cpu'])}** ({fmt(m['ratio_cpu_min'])}-{fmt(m['ratio_cpu_max'])}) | "
               f"{fmt(m['ratio_cpu_sched'])} ({fmt(m['ratio_cpu_sched_min'])}-{fmt(m['ratio_cpu_sched_max'])}) | "
-              f"{m['cpu_util'] * 100:.0f}% | {fmt(m['p50_us'], 1)} | {fmt(m['p99_us'], 1)} | {m['errors']} |")
+              f"{m['cpu_util'] * 100:.0f}% | {fmt(m['p50_us'], 1)} | {fmt(m['p99_us'], 1)} | {m['errors']} |"
+              + (f" {fmt(m['fanout'])} |" if room else ""))
     sys.stdout.flush()
 
 
@@ -309,7 +341,7 @@ def machine_line(m):
     keys = ["workload", "server", "rounds", "ok_rounds", "ops_per_s", "cpu_us_per_op", "sched_us_per_op",
             "cpu_util", "ratio_cpu", "ratio_cpu_min", "ratio_cpu_max", "ratio_cpu_rounds", "ratio_cpu_sched",
             "ratio_cpu_sched_min", "ratio_cpu_sched_max", "ratio_rate", "p50_us",
-            "p99_us", "errors"]
+            "p99_us", "errors", "fanout"]
     parts = []
     for k in keys:
         v = m[k]
@@ -347,7 +379,27 @@ def make_servers(args, log_dir):
     return chosen
 
 
+def make_room_servers(args, log_dir):
+    """The room server in its four policy combinations, and a twin of the reference."""
+    path = os.path.join(args.bin_dir, "room_server")
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"run_bench: {path} is missing: build the benchmarks first")
+    combos = [(ROOM_REFERENCE, "mutex", "single"), (ROOM_REFERENCE + "-twin", "mutex", "single"),
+              ("lockfree-single", "lockfree", "single"), ("mutex-pool", "mutex", "pool"),
+              ("lockfree-pool", "lockfree", "pool")]
+    servers = []
+    for name, map_kind, threading in combos:
+        if args.servers and name not in args.servers and name != ROOM_REFERENCE:
+            continue
+        servers.append(Server(name, [path, "--address", "127.0.0.1", "--backend", args.room_backend,
+                                     "--map", map_kind, "--threading", threading,
+                                     "--threads", str(args.room_threads)], log_dir))
+    return servers
+
+
 def run_timing(args, servers):
+    if args.room:
+        return run_room_timing(args, servers)
     for s in servers:
         s.start(args.server_cpu, args.nice)
     print(f"servers on CPU {args.server_cpu}, load client on CPU {args.client_cpu}; "
@@ -355,34 +407,73 @@ def run_timing(args, servers):
     summaries = {}
     failures = 0
     for workload in args.workloads:
-        started = time.monotonic()
-        rounds = []
-        for r in range(args.rounds + 1):  # round 0: warm-up
-            live = [s for s in servers if not s.dead]
-            shift = r % len(live)
-            order = live[shift:] + live[:shift]
-            figures = {}
-            for s in order:
-                if not s.alive():
-                    print(f"run_bench: {s.name} died: {s.stderr_tail()}", file=sys.stderr)
-                    s.dead = True
-                    failures += 1
-                    if s.name == REFERENCE:
-                        raise RuntimeError("the reference server died")
-                    continue
-                result, error = run_slice(args, workload, s)
-                if result is None:
-                    failures += 1
-                    print(f"run_bench: {workload} round {r} {s.name}: {error}", file=sys.stderr)
-                    continue
-                figures[s.name] = result
-            if r > 0:
-                rounds.append(figures)
-        summary = summarize(workload, servers, rounds, args.min_ticks)
-        summaries[workload] = summary
-        print_table(workload, servers, summary, args)
-        if args.verbose:
-            print(f"({workload}: {time.monotonic() - started:.1f} s)")
+        summaries[workload], failed = run_workload(args, workload, servers)
+        failures += failed
+    return finish_timing(args, servers, summaries, failures)
+
+
+def run_workload(args, workload, servers):
+    """Rotated rounds of slices over `servers` (already started); prints and returns the summary."""
+    started = time.monotonic()
+    failures = 0
+    rounds = []
+    for r in range(args.rounds + 1):  # round 0: warm-up
+        live = [s for s in servers if not s.dead]
+        shift = r % len(live)
+        order = live[shift:] + live[:shift]
+        figures = {}
+        for s in order:
+            if not s.alive():
+                print(f"run_bench: {s.name} died: {s.stderr_tail()}", file=sys.stderr)
+                s.dead = True
+                failures += 1
+                if s.name == args.reference:
+                    raise RuntimeError("the reference server died")
+                continue
+            result, error = run_slice(args, workload, s)
+            if result is None:
+                failures += 1
+                print(f"run_bench: {workload} round {r} {s.name}: {error}", file=sys.stderr)
+                continue
+            figures[s.name] = result
+        if r > 0:
+            rounds.append(figures)
+    summary = summarize(workload, servers, rounds, args.min_ticks, args.reference)
+    print_table(workload, servers, summary, args)
+    if args.verbose:
+        print(f"({workload}: {time.monotonic() - started:.1f} s)")
+    return summary, failures
+
+
+def run_room_timing(args, servers):
+    """The room servers take their fan-out on the command line: they are (re)started per workload."""
+    cpus = args.room_cpu_set
+    where = (f"CPU {args.server_cpu} (all servers, and both threads of each pool variant, on one core: "
+             f"contention without parallelism)" if cpus == {args.server_cpu}
+             else f"CPUs {','.join(map(str, sorted(cpus)))} (pool threads may run in parallel)")
+    print(f"room servers ({args.room_backend}, pool = {args.room_threads} threads) pinned to {where}; "
+          f"load client on CPU {args.client_cpu}", flush=True)
+    summaries = {}
+    failures = 0
+    base_argv = {s.name: list(s.argv) for s in servers}
+    for workload in args.workloads:
+        fanout = ALL_WORKLOADS[workload][3]
+        try:
+            for s in servers:
+                s.argv = base_argv[s.name] + ["--fanout", str(fanout)]
+                s.dead = False
+                s.start(cpus, args.nice)
+            if args.verbose:
+                print(", ".join(f"{s.name} :{s.port} (pid {s.proc.pid})" for s in servers), flush=True)
+            summaries[workload], failed = run_workload(args, workload, servers)
+            failures += failed
+        finally:
+            for s in servers:
+                s.stop()
+    return finish_timing(args, servers, summaries, failures)
+
+
+def finish_timing(args, servers, summaries, failures):
     print()
     for workload, summary in summaries.items():
         for s in servers:
@@ -482,6 +573,8 @@ def settings(args):
         "slice_warmup_s": args.slice_warmup,
         "workloads": args.workloads,
         "loadavg": os.getloadavg(),
+        "room_server_cpus": sorted(args.room_cpu_set) if args.room else None,
+        "room_backend": args.room_backend if args.room else None,
     }
 
 
@@ -499,7 +592,8 @@ def main():
     p.add_argument("--slice-warmup", type=float, help="client warm-up before each slice (default 0.25; quick 0.15)")
     p.add_argument("--workloads", help="comma-separated, from: " + ", ".join(WORKLOADS))
     p.add_argument("--servers", help="comma-separated subset (the reference always runs): raw-uring-twin, "
-                   "raw-epoll, asio, iocp-uring, iocp-epoll")
+                   "raw-epoll, asio, iocp-uring, iocp-epoll; with --room: mutex-single-twin, lockfree-single, "
+                   "mutex-pool, lockfree-pool")
     p.add_argument("--server-cpu", type=int, help="CPU for every server (default: the first allowed)")
     p.add_argument("--client-cpu", type=int, help="CPU for the load client (default: the second allowed)")
     p.add_argument("--nice", type=int, default=0,
@@ -514,6 +608,14 @@ def main():
                    "under callgrind instead of timing")
     p.add_argument("--callgrind-warmup", type=float, default=1.0)
     p.add_argument("--callgrind-duration", type=float, default=2.0)
+    p.add_argument("--room", action="store_true",
+                   help="the broadcast-room comparison of the map and threading policies (room_server) "
+                   "instead of the echo servers; workloads: " + ", ".join(ROOM_WORKLOADS))
+    p.add_argument("--room-backend", default="io_uring", help="room_server --backend (default io_uring)")
+    p.add_argument("--room-threads", type=int, default=2, help="I/O threads of the pool variants (default 2)")
+    p.add_argument("--room-server-cpus", default="one",
+                   help="'one' (default: every room server on --server-cpu), 'all' (every allowed CPU) "
+                   "or a comma-separated list")
     args = p.parse_args()
 
     build = os.path.abspath(args.build_dir)
@@ -527,13 +629,20 @@ def main():
     args.rounds = args.rounds or (3 if args.quick else 12)
     args.slice = args.slice or (0.4 if args.quick else 1.0)
     args.slice_warmup = args.slice_warmup if args.slice_warmup is not None else (0.15 if args.quick else 0.25)
+    known = ROOM_WORKLOADS if args.room else WORKLOADS
     if args.workloads:
         args.workloads = args.workloads.split(",")
-        unknown = [w for w in args.workloads if w not in WORKLOADS]
+        unknown = [w for w in args.workloads if w not in known]
         if unknown:
-            raise SystemExit(f"run_bench: unknown workload(s) {', '.join(unknown)}")
+            raise SystemExit(f"run_bench: unknown workload(s) {', '.join(unknown)}"
+                             + (" (--room takes room-... workloads)" if args.room else ""))
+    elif args.room:
+        args.workloads = QUICK_ROOM_WORKLOADS if args.quick else list(ROOM_WORKLOADS)
     else:
         args.workloads = QUICK_WORKLOADS if args.quick else list(WORKLOADS)
+    args.reference = ROOM_REFERENCE if args.room else REFERENCE
+    if args.room and args.callgrind:
+        raise SystemExit("run_bench: --callgrind does not apply to --room")
     args.servers = args.servers.split(",") if args.servers else None
     args.callgrind = args.callgrind.split(",") if args.callgrind else None
 
@@ -544,18 +653,28 @@ def main():
         args.client_cpu = cpus[1] if len(cpus) > 1 else None
     if args.client_cpu is None or args.client_cpu == args.server_cpu:
         print("run_bench: warning: one CPU only; the client shares it with the servers", file=sys.stderr)
+    if args.room_server_cpus == "one":
+        args.room_cpu_set = {args.server_cpu}
+    elif args.room_server_cpus == "all":
+        args.room_cpu_set = set(cpus)
+    else:
+        try:
+            args.room_cpu_set = {int(c) for c in args.room_server_cpus.split(",")}
+        except ValueError:
+            raise SystemExit("run_bench: --room-server-cpus: one, all or a list such as 0,1")
 
     # A SIGTERM (e.g. meson's timeout) must still run the finally clauses that stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    print(f"# iocp echo benchmark ({'quick' if args.quick else 'full'})\n")
+    print(f"# iocp {'room (map and threading policies)' if args.room else 'echo'} benchmark "
+          f"({'quick' if args.quick else 'full'})\n")
     print(f"kernel {platform.release()}, {len(cpus)} CPUs allowed, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     work_dir = tempfile.mkdtemp(prefix="iocp-bench-")
     servers = []
     status = 1
     try:
-        servers = make_servers(args, work_dir)
+        servers = make_room_servers(args, work_dir) if args.room else make_servers(args, work_dir)
         if args.callgrind:
             status = run_callgrind(args, servers, work_dir)
         else:
