@@ -90,6 +90,7 @@ private:
   connection* linger_prev_ = nullptr;
   connection* linger_next_ = nullptr;
   std::int64_t linger_deadline_ns_ = 0;
+  long linger_unacked_ = -1; // bytes the peer had not acknowledged when the last period began
   std::uint8_t callback_depth_ = 0;
   bool announced_ = false; // on_connected was called: on_disconnected is owed
   bool closing_ = false;   // closed for business; waiting for the kernel to let go

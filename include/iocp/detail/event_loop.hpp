@@ -451,17 +451,23 @@ private:
     if (c.peer_eof_) {
       begin_close(c, {}, false);
     } else if (c.disconnect_requested_ && !c.lingering_) {
-      c.lingering_ = true;
-      c.linger_deadline_ns_ = monotonic_ns() + std::chrono::nanoseconds(options_.linger_timeout).count();
-      // Every linger has the same length, so appending keeps the list ordered by deadline.
-      c.linger_prev_ = linger_tail_;
-      c.linger_next_ = nullptr;
-      if (linger_tail_)
-        linger_tail_->linger_next_ = &c;
-      else
-        linger_head_ = &c;
-      linger_tail_ = &c;
+      c.linger_unacked_ = unacknowledged_bytes(c.fd);
+      start_linger(c);
     }
+  }
+
+  /// (Re)starts the linger period. Every period has the same length, so appending keeps the list
+  /// ordered by deadline.
+  void start_linger(connection_type& c) {
+    c.lingering_ = true;
+    c.linger_deadline_ns_ = monotonic_ns() + std::chrono::nanoseconds(options_.linger_timeout).count();
+    c.linger_prev_ = linger_tail_;
+    c.linger_next_ = nullptr;
+    if (linger_tail_)
+      linger_tail_->linger_next_ = &c;
+    else
+      linger_head_ = &c;
+    linger_tail_ = &c;
   }
 
   void unlink_linger(connection_type& c) noexcept {
@@ -609,6 +615,15 @@ private:
     std::int64_t now = monotonic_ns();
     while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
       connection_type& c = *linger_head_;
+      // The period runs from our FIN, but a slow reader may still be taking the data before it.
+      // While it makes progress, it gets another period; a reset now would throw that data away.
+      long unacked = unacknowledged_bytes(c.fd);
+      if (unacked > 0 && c.linger_unacked_ > unacked) {
+        c.linger_unacked_ = unacked;
+        unlink_linger(c);
+        start_linger(c);
+        continue;
+      }
       abort(c, make_error_code(errc::linger_timeout)); // unlinks it from the linger list
     }
     if (!backed_off_.empty() && backoff_deadline_ns_ <= now && !stopping_) {

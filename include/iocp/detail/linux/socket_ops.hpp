@@ -8,9 +8,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <system_error>
@@ -32,7 +34,9 @@ inline constexpr socket_handle invalid_socket = -1;
 /// A completion's error (the negated result) says the operation was cancelled.
 inline bool is_cancelled(int e) noexcept { return e == ECANCELED; }
 /// An accept error that would recur at once until descriptors or memory are freed.
-inline bool is_resource_error(int e) noexcept { return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM; }
+inline bool is_resource_error(int e) noexcept {
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
 /// An accept error that only means this client is gone. accept() hands over reset connections
 /// (their first read fails), so on Linux every accept error counts toward the back-off streak.
 inline bool is_peer_gone_on_accept(int) noexcept { return false; }
@@ -107,6 +111,12 @@ inline void set_nonblocking(int fd, bool on) noexcept {
 inline void set_no_delay(int fd) noexcept {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/// Bytes sent but not yet acknowledged by the peer (SIOCOUTQ), or -1 if unknown.
+inline long unacknowledged_bytes(int fd) noexcept {
+  int bytes = 0;
+  return ::ioctl(fd, SIOCOUTQ, &bytes) == 0 ? bytes : -1;
 }
 
 /// Makes the next close() send a reset instead of a FIN (an abortive close).

@@ -31,7 +31,9 @@ inline std::error_code last_error() noexcept { return errno_code(::WSAGetLastErr
 }
 
 /// Cancelled by CancelIoEx, or by the socket's closing.
-inline bool is_cancelled(int e) noexcept { return e == ERROR_OPERATION_ABORTED || e == WSA_OPERATION_ABORTED; }
+inline bool is_cancelled(int e) noexcept {
+  return e == ERROR_OPERATION_ABORTED || e == WSA_OPERATION_ABORTED;
+}
 
 /// An accept error that would recur at once until sockets or memory are freed.
 inline bool is_resource_error(int e) noexcept {
@@ -132,6 +134,9 @@ inline void set_no_delay(socket_handle s) noexcept {
 }
 
 /// Makes the next closesocket() send a reset instead of a FIN (an abortive close).
+/// Bytes sent but not yet acknowledged by the peer: Windows has no cheap way to tell (-1).
+inline long unacknowledged_bytes(socket_handle) noexcept { return -1; }
+
 inline void set_linger_zero(socket_handle s) noexcept {
   linger l{1, 0};
   ::setsockopt(s, SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&l), sizeof l);
@@ -139,7 +144,8 @@ inline void set_linger_zero(socket_handle s) noexcept {
 
 /// An overlapped TCP socket of the family, not inherited by child processes.
 inline socket_handle open_overlapped_socket(int family) noexcept {
-  return ::WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  return ::WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, nullptr, 0,
+                      WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
 }
 
 /// A bound, listening socket, or std::system_error with the real cause.
