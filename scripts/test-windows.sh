@@ -24,15 +24,5 @@ trap cleanup EXIT
 
 status=0
 meson test -C "$build" --print-errorlogs --num-processes 1 "$@" || status=$?
-python3 - "$build/meson-logs/testlog.json" <<'PY'
-import json, sys
-passed = failed = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r.get("result") in ("OK", "EXPECTEDFAIL", "SKIP"):
-        passed += 1
-    else:
-        failed += 1
-print(f"windows test programs: {passed} passed, {failed} failed")
-PY
+python3 scripts/summarize_tests.py "windows test programs" "$build"
 exit $status
