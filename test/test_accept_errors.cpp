@@ -112,45 +112,9 @@ struct test_handler {
   }
 };
 
-/// connect_local() that survives EINTR. Closing an io_uring ring makes the kernel send task work
-/// (TWA_SIGNAL) to the thread that created it, and a server creates and closes rings on the thread
-/// that constructs or destroys it; a blocking connect() with a send timeout on that thread then
-/// fails with EINTR. The connection still goes on in the kernel, so wait for it (POLLOUT, then
-/// SO_ERROR) instead of failing or opening a second one, which the server would count.
-socket_fd connect_port(std::uint16_t port) {
-  socket_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!s) fail_errno("socket");
-  set_timeouts(s.get());
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return s;
-  if (errno != EINTR) fail_errno("connect");
-  pollfd p{s.get(), POLLOUT, 0};
-  for (;;) {
-    int r = ::poll(&p, 1, io_timeout_seconds * 1000);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) fail_errno("poll after an interrupted connect");
-    if (r == 0) {
-      errno = ETIMEDOUT;
-      fail_errno("connect");
-    }
-    break;
-  }
-  int error = 0;
-  socklen_t length = sizeof error;
-  ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-  if (error) {
-    errno = error;
-    fail_errno("connect");
-  }
-  return s;
-}
-
 /// Whether a fresh client is echoed.
 bool fresh_client_echoed(std::uint16_t port, const std::string& message) {
-  socket_fd s = connect_port(port);
+  socket_fd s = connect_local(port);
   send_all(s.get(), message);
   std::vector<std::byte> back = recv_exact(s.get(), message.size());
   return std::string(reinterpret_cast<const char*>(back.data()), back.size()) == message;
@@ -421,7 +385,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(out_of_descriptors_is_reported_does_not_spin_and_r
   // spare_descriptors clients are accepted and served; the rest wait in the accept queue.
   std::vector<socket_fd> clients;
   for (int i = 0; i < spare_descriptors + extra_clients; ++i)
-    clients.push_back(connect_port(port));
+    clients.push_back(connect_local(port));
   for (int i = 0; i < spare_descriptors; ++i)
     BOOST_TEST(echo_on(clients[i].get(), "first " + std::to_string(i)));
   for (int i = spare_descriptors; i < spare_descriptors + extra_clients; ++i)
@@ -449,7 +413,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(out_of_descriptors_is_reported_does_not_spin_and_r
   for (int round = 0; round < 3; ++round) {
     std::vector<socket_fd> fresh;
     for (int i = 0; i < spare_descriptors; ++i)
-      fresh.push_back(connect_port(port));
+      fresh.push_back(connect_local(port));
     for (int i = 0; i < spare_descriptors; ++i)
       BOOST_TEST(echo_on(fresh[i].get(), "again " + std::to_string(round) + "." + std::to_string(i)),
                  "round " << round << " client " << i);
@@ -485,7 +449,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(connections_reset_in_the_accept_queue_do_not_stop_
   std::vector<socket_fd> blockers;
   for (int attempt = 0; attempt < 16 * threads && seen.blocked < threads; ++attempt) {
     int before = seen.blocked;
-    blockers.push_back(connect_port(port));
+    blockers.push_back(connect_local(port));
     send_all(blockers.back().get(), "block " + std::to_string(attempt));
     wait_until([&] { return seen.blocked > before; }, 300ms);
   }
@@ -497,12 +461,12 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(connections_reset_in_the_accept_queue_do_not_stop_
   // Many connections reset right after the handshake, some with data sent first.
   constexpr int resets = 400;
   for (int i = 0; i < resets; ++i) {
-    socket_fd s = connect_port(port);
+    socket_fd s = connect_local(port);
     if (i % 3 == 0) send_all(s.get(), "about to reset");
     set_linger_zero(s.get());
   }
   // A well-behaved client queued behind them.
-  socket_fd patient = connect_port(port);
+  socket_fd patient = connect_local(port);
   send_all(patient.get(), "patient");
 
   seen.release = true;
@@ -560,7 +524,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(resets_racing_with_a_busy_echo_client, Config, eve
   auto resetter = [&] {
     int n = 0;
     while (!done && n < 2000) {
-      socket_fd s = connect_port(port);
+      socket_fd s = connect_local(port);
       set_linger_zero(s.get());
       ++n;
     }
@@ -570,7 +534,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(resets_racing_with_a_busy_echo_client, Config, eve
   auto r2 = std::async(std::launch::async, resetter);
   bool ok = true;
   {
-    socket_fd s = connect_port(port);
+    socket_fd s = connect_local(port);
     for (int i = 0; i < 300 && ok; ++i)
       ok = echo_on(s.get(), "ping " + std::to_string(i));
   }
@@ -604,7 +568,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(connection_over_max_connections_is_refused_and_rep
 
   std::vector<socket_fd> held;
   for (int i = 0; i < 3; ++i) {
-    held.push_back(connect_port(port));
+    held.push_back(connect_local(port));
     BOOST_TEST(echo_on(held.back().get(), "held " + std::to_string(i)));
   }
   BOOST_TEST(server.connection_count() == 3u);
@@ -612,7 +576,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(connection_over_max_connections_is_refused_and_rep
   const auto too_many = iocp::make_error_code(iocp::errc::too_many_connections);
   for (int round = 0; round < 2; ++round) {
     // The 4th is accepted by the kernel, then closed by the server, and never announced.
-    socket_fd fourth = connect_port(port);
+    socket_fd fourth = connect_local(port);
     int how = read_until_closed(fourth.get());
     BOOST_TEST((how == 0 || how == ECONNRESET), "the refused connection ended with errno " << how);
     BOOST_TEST(
@@ -625,7 +589,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(connection_over_max_connections_is_refused_and_rep
     BOOST_TEST(recv_until_eof(held.front().get()).empty());
     held.erase(held.begin());
     BOOST_TEST(wait_until([&] { return seen.disconnected == round + 1; }, 10s));
-    held.push_back(connect_port(port));
+    held.push_back(connect_local(port));
     BOOST_TEST(echo_on(held.back().get(), "replacement " + std::to_string(round)));
     BOOST_TEST(seen.connected == 4 + round);
     BOOST_TEST(server.connection_count() == 3u);

@@ -194,45 +194,9 @@ iocp::server_options options_for(iocp::backend b) {
   return o;
 }
 
-/// connect_local() that survives EINTR. Closing an io_uring ring makes the kernel send task work
-/// (TWA_SIGNAL) to the thread that created it, and a server creates and closes rings on the thread
-/// that constructs or destroys it; a blocking connect() with a send timeout on that thread then
-/// fails with EINTR. The connection still goes on in the kernel, so wait for it (POLLOUT, then
-/// SO_ERROR) instead of failing or opening a second one, which the server would count.
-socket_fd connect_port(std::uint16_t port) {
-  socket_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!s) fail_errno("socket");
-  set_timeouts(s.get());
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return s;
-  if (errno != EINTR) fail_errno("connect");
-  pollfd p{s.get(), POLLOUT, 0};
-  for (;;) {
-    int r = ::poll(&p, 1, io_timeout_seconds * 1000);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) fail_errno("poll after an interrupted connect");
-    if (r == 0) {
-      errno = ETIMEDOUT;
-      fail_errno("connect");
-    }
-    break;
-  }
-  int error = 0;
-  socklen_t length = sizeof error;
-  ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-  if (error) {
-    errno = error;
-    fail_errno("connect");
-  }
-  return s;
-}
-
 /// Whether a server on `port` echoes a short message from a fresh client.
 bool echoes(std::uint16_t port) {
-  socket_fd s = connect_port(port);
+  socket_fd s = connect_local(port);
   set_timeouts(s.get(), 5);
   std::string message = "fallback echo " + std::to_string(port);
   send_all(s.get(), message);
