@@ -142,7 +142,8 @@ struct publishing_handler : test_support::recording_handler {
 };
 
 #if defined(_WIN32)
-using server_configs = std::tuple<test_support::iocp_mutex_pooled_pool, test_support::iocp_lockfree_pooled_pool>;
+using server_configs =
+    std::tuple<test_support::iocp_mutex_pooled_pool, test_support::iocp_lockfree_pooled_pool>;
 #else
 using server_configs =
     std::tuple<test_support::uring_mutex_pooled_pool, test_support::uring_lockfree_pooled_pool,

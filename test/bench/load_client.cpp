@@ -78,13 +78,14 @@ struct options {
 };
 
 [[noreturn]] void usage(const std::string& message) {
-  std::fprintf(stderr,
-               "load_client: %s\n"
-               "usage: load_client --port P [--host A] [--mode echo|churn|room] [--connections N] [--size S]\n"
-               "                   [--depth D] [--fanout K] [--warmup W] [--duration T] [--server-pid PID]\n"
-               "                   [--close half|fin|rst] [--spread|--no-spread] [--verify] [--sync]\n"
-               "                   [--label L]\n",
-               message.c_str());
+  std::fprintf(
+      stderr,
+      "load_client: %s\n"
+      "usage: load_client --port P [--host A] [--mode echo|churn|room] [--connections N] [--size S]\n"
+      "                   [--depth D] [--fanout K] [--warmup W] [--duration T] [--server-pid PID]\n"
+      "                   [--close half|fin|rst] [--spread|--no-spread] [--verify] [--sync]\n"
+      "                   [--label L]\n",
+      message.c_str());
   std::exit(2);
 }
 
@@ -333,20 +334,22 @@ void print_room_report(const options& o, const report& r, const window& w) {
   double per_op = cpu && r.ops ? cpu_us / double(r.ops) : 0;
   double sched_per_op = cpu && r.ops ? sched_us / double(r.ops) : 0;
   double util = cpu && r.seconds > 0 ? cpu_us / (r.seconds * 1e6) : 0;
-  std::printf("%s%sroom %s:%d conns=%u size=%zu fanout=%.2f (expected %u): %.0f delivered msg/s (%.0f echoes/s)",
-              o.label.c_str(), o.label.empty() ? "" : ": ", o.host.c_str(), o.port, o.connections, o.size, fanout,
-              expected, ops_per_s, echoes_per_s);
+  std::printf(
+      "%s%sroom %s:%d conns=%u size=%zu fanout=%.2f (expected %u): %.0f delivered msg/s (%.0f echoes/s)",
+      o.label.c_str(), o.label.empty() ? "" : ": ", o.host.c_str(), o.port, o.connections, o.size, fanout,
+      expected, ops_per_s, echoes_per_s);
   std::printf(", echo p50 %.1f us, p99 %.1f us", p50, p99);
   if (cpu)
     std::printf(", server %.3f us CPU/delivered msg (schedstat %.3f), %.0f%% of a CPU", per_op, sched_per_op,
                 util * 100);
   std::printf(", %.3f s, errors %llu\n", r.seconds, static_cast<unsigned long long>(r.errors));
-  std::printf("RESULT mode=room label=%s port=%d conns=%u size=%zu fanout_expected=%u fanout_observed=%.4f "
-              "seconds=%.6f ops=%llu ops_per_s=%.3f echoes=%llu deliveries=%llu echoes_per_s=%.3f p50_us=%.3f "
-              "p99_us=%.3f",
-              o.label.empty() ? "-" : o.label.c_str(), o.port, o.connections, o.size, expected, fanout, r.seconds,
-              static_cast<unsigned long long>(r.ops), ops_per_s, static_cast<unsigned long long>(r.echoes),
-              static_cast<unsigned long long>(r.deliveries), echoes_per_s, p50, p99);
+  std::printf(
+      "RESULT mode=room label=%s port=%d conns=%u size=%zu fanout_expected=%u fanout_observed=%.4f "
+      "seconds=%.6f ops=%llu ops_per_s=%.3f echoes=%llu deliveries=%llu echoes_per_s=%.3f p50_us=%.3f "
+      "p99_us=%.3f",
+      o.label.empty() ? "-" : o.label.c_str(), o.port, o.connections, o.size, expected, fanout, r.seconds,
+      static_cast<unsigned long long>(r.ops), ops_per_s, static_cast<unsigned long long>(r.echoes),
+      static_cast<unsigned long long>(r.deliveries), echoes_per_s, p50, p99);
   if (cpu)
     std::printf(" server_cpu_ticks=%llu server_cpu_us=%.1f server_sched_us=%.1f server_cpu_util=%.4f "
                 "server_cpu_us_per_op=%.5f server_sched_us_per_op=%.5f server_cpu_us_per_msg=%.5f",
@@ -879,11 +882,11 @@ constexpr std::uint32_t room_magic = 0x4d4f4f52; // "ROOM"
 
 struct room_conn {
   int fd = -1;
-  std::vector<char> message;  // our message: magic, our index, then a pattern
-  std::size_t unsent = 0;     // bytes of `message` still to write (0: nothing pending)
-  std::size_t pos = 0;        // bytes of the incoming message read so far
-  char header[8] = {};        // the incoming message's first 8 bytes
-  bool outstanding = false;   // our message is out and its echo has not come back
+  std::vector<char> message; // our message: magic, our index, then a pattern
+  std::size_t unsent = 0;    // bytes of `message` still to write (0: nothing pending)
+  std::size_t pos = 0;       // bytes of the incoming message read so far
+  char header[8] = {};       // the incoming message's first 8 bytes
+  bool outstanding = false;  // our message is out and its echo has not come back
   std::int64_t stamp = 0;
   bool want_out = false;
 };

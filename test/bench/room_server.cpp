@@ -160,8 +160,9 @@ int serve(const iocp::server_options& options, room_settings settings, const sig
     sigwait(&stop_signals, &signal_number);
     server.stop(std::chrono::seconds(2));
     const room_handler& h = server.handler();
-    std::fprintf(stderr, "room_server: stopped; %llu by-id sends met a closed member, %llu refused (room full)\n",
-                 static_cast<unsigned long long>(h.gone.load()), static_cast<unsigned long long>(h.full.load()));
+    std::fprintf(
+        stderr, "room_server: stopped; %llu by-id sends met a closed member, %llu refused (room full)\n",
+        static_cast<unsigned long long>(h.gone.load()), static_cast<unsigned long long>(h.full.load()));
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "room_server: %s\n", e.what());
     return 1;

@@ -166,7 +166,8 @@ inline socket_fd connect_local(std::uint16_t port) {
 /// One send()/recv() call; the length is capped where Winsock takes an int.
 inline io_result send_some(native_socket fd, const std::byte* data, std::size_t n) {
 #if defined(_WIN32)
-  return ::send(fd, reinterpret_cast<const char*>(data), static_cast<int>((std::min)(n, std::size_t{1} << 30)), 0);
+  return ::send(fd, reinterpret_cast<const char*>(data),
+                static_cast<int>((std::min)(n, std::size_t{1} << 30)), 0);
 #else
   return ::send(fd, data, n, msg_nosignal);
 #endif
@@ -189,7 +190,9 @@ inline void send_all(native_socket fd, std::span<const std::byte> data) {
     data = data.subspan(static_cast<std::size_t>(n));
   }
 }
-inline void send_all(native_socket fd, std::string_view text) { send_all(fd, std::as_bytes(std::span(text))); }
+inline void send_all(native_socket fd, std::string_view text) {
+  send_all(fd, std::as_bytes(std::span(text)));
+}
 
 /// Exactly n bytes; throws on timeout, error or an early end of stream.
 inline std::vector<std::byte> recv_exact(native_socket fd, std::size_t n) {

@@ -32,7 +32,8 @@ namespace iocp::detail {
 class iocp_backend {
 public:
   iocp_backend(socket_handle listen_socket, std::size_t receive_size)
-      : listen_(listen_socket), receive_size_(static_cast<ULONG>((std::min<std::size_t>)(receive_size, 1u << 30))) {
+      : listen_(listen_socket),
+        receive_size_(static_cast<ULONG>((std::min<std::size_t>)(receive_size, 1u << 30))) {
     port_ = ::CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, 1);
     if (!port_) throw_errno(static_cast<int>(::GetLastError()), "CreateIoCompletionPort()");
     listen_family_ = local_family(listen_);
@@ -140,9 +141,10 @@ public:
   /// Waits up to timeout_ns (negative: no limit, 0: just look) and reports every completion.
   template <class Sink>
   void run_once(long long timeout_ns, Sink& sink) {
-    DWORD timeout_ms = timeout_ns < 0 ? INFINITE
-                                      : static_cast<DWORD>((std::min<long long>)((timeout_ns + 999'999) / 1'000'000,
-                                                                                 INFINITE - 1));
+    DWORD timeout_ms =
+        timeout_ns < 0
+            ? INFINITE
+            : static_cast<DWORD>((std::min<long long>)((timeout_ns + 999'999) / 1'000'000, INFINITE - 1));
     if (!ready_.empty()) timeout_ms = 0;
     ULONG count = 0;
     if (!::GetQueuedCompletionStatusEx(port_, entries_, max_entries, &count, timeout_ms, FALSE)) {
@@ -246,8 +248,8 @@ private:
   /// (SO_UPDATE_ACCEPT_CONTEXT, which getsockname, shutdown and friends need), and its remote address
   /// is read. 0, or a negated error (the connection may already be gone: WSAENOTCONN).
   int finish_accept(accept_context& ctx) noexcept {
-    if (::setsockopt(ctx.socket, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, reinterpret_cast<const char*>(&listen_),
-                     sizeof listen_) != 0)
+    if (::setsockopt(ctx.socket, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+                     reinterpret_cast<const char*>(&listen_), sizeof listen_) != 0)
       return -::WSAGetLastError();
     sockaddr* local = nullptr;
     sockaddr* remote = nullptr;
@@ -256,7 +258,8 @@ private:
                    &remote_length);
     ctx.address = sockaddr_storage{};
     if (remote && remote_length > 0)
-      std::memcpy(&ctx.address, remote, (std::min<std::size_t>)(sizeof ctx.address, static_cast<std::size_t>(remote_length)));
+      std::memcpy(&ctx.address, remote,
+                  (std::min<std::size_t>)(sizeof ctx.address, static_cast<std::size_t>(remote_length)));
     return 0;
   }
 
