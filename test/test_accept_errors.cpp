@@ -288,18 +288,30 @@ double cpu_seconds() {
 
 /// Opens descriptors until EMFILE, then closes `spare` of them: exactly `spare` are left free.
 /// Returns how many it keeps open, or -1 if it could not reach the limit.
+///
+/// Only a lasting EMFILE counts: an io_uring accept reserves a descriptor slot each time it tries
+/// (and gives it back when no connection is waiting), so while the server's accepts are being
+/// armed, an EMFILE can be one of those passing reservations; stopping there would leave one slot
+/// more than `spare` free.
 int fill_descriptors(std::vector<int>& fillers, int spare) {
+  int lasting = 0;
   for (int i = 0; i < 100000; ++i) {
     int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno != EMFILE) return -1;
-      for (int k = 0; k < spare && !fillers.empty(); ++k) {
-        ::close(fillers.back());
-        fillers.pop_back();
-      }
-      return static_cast<int>(fillers.size());
+    if (fd >= 0) {
+      fillers.push_back(fd);
+      lasting = 0;
+      continue;
     }
-    fillers.push_back(fd);
+    if (errno != EMFILE) return -1;
+    if (++lasting < 5) {
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    for (int k = 0; k < spare && !fillers.empty(); ++k) {
+      ::close(fillers.back());
+      fillers.pop_back();
+    }
+    return static_cast<int>(fillers.size());
   }
   return -1;
 }
