@@ -240,10 +240,7 @@ public:
     }
     if (result >= 0) {
       c.queue_.consume(allocator_, static_cast<std::size_t>(result), give_back());
-      if constexpr (has_on_sent<handler_type, connection_type>)
-        invoke(c, [&] { handler().on_sent(c, static_cast<std::size_t>(result)); });
-      flush(c);
-      check_finished(c);
+      after_sent(c, static_cast<std::size_t>(result));
     } else {
       begin_close(c, errno_code(-result), false);
     }
@@ -253,12 +250,7 @@ public:
   /// Bytes written at once by a send (epoll's send_now), reported a round later.
   void on_sent_direct(io_object& io, int bytes) {
     connection_type& c = static_cast<connection_type&>(io);
-    if (!c.closing_) {
-      if constexpr (has_on_sent<handler_type, connection_type>)
-        invoke(c, [&] { handler().on_sent(c, static_cast<std::size_t>(bytes)); });
-      flush(c);
-      check_finished(c);
-    }
+    if (!c.closing_) after_sent(c, static_cast<std::size_t>(bytes));
     maybe_finalize(c);
   }
 
@@ -421,6 +413,14 @@ private:
         handler().on_server_error(e, where);
       } catch (...) {}
     }
+  }
+
+  /// The kernel took `bytes` of this connection's data: tell the handler, then send what is next
+  /// (or the FIN), and close if both directions are done.
+  void after_sent(connection_type& c, std::size_t bytes) {
+    if constexpr (has_on_sent<handler_type, connection_type>) invoke(c, [&] { handler().on_sent(c, bytes); });
+    flush(c);
+    check_finished(c);
   }
 
   void finish_sending(connection_type& c) {

@@ -84,21 +84,19 @@ public:
 
   void start_send(io_object& io, const std::byte* data, std::size_t size) {
     io.send_pending = true;
-    ssize_t n = raw_send(io.fd, data, size);
-    if (n >= 0) {
-      complete_later(op_send, &io, static_cast<int>(n));
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    if (int result = send_now(io, data, size); result != 0) {
+      complete_later(op_send, &io, result);
+    } else {
       io.send_waiting = true;
       io.send_data = data;
       io.send_size = size;
       update_interest(io);
-    } else {
-      complete_later(op_send, &io, -errno);
     }
   }
 
-  /// Sends from the caller's memory at once, before anything is queued: bytes written (0 when the
-  /// socket buffer is full) or a negated errno. Nothing is pending afterwards.
+  /// Sends from the caller's memory at once: bytes written, 0 when the socket buffer is full, or a
+  /// negated errno. Nothing is pending afterwards. Never called with size 0 (nothing queues empty
+  /// data), so 0 always means "would block".
   int send_now(io_object& io, const std::byte* data, std::size_t size) noexcept {
     ssize_t n = raw_send(io.fd, data, size);
     if (n >= 0) return static_cast<int>(n);
@@ -274,11 +272,9 @@ private:
     // An event fetched before the object was cancelled in this same round: its socket may be closed.
     if (!cancelled_.empty() && was_cancelled(io)) return;
     if (io->send_waiting && (ev.events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-      ssize_t n = raw_send(io->fd, io->send_data, io->send_size);
-      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+      if (int result = send_now(*io, io->send_data, io->send_size); result != 0) {
         io->send_waiting = false;
         io->send_pending = false;
-        int result = n >= 0 ? static_cast<int>(n) : -errno;
         update_interest(*io);
         sink.on_sent(*io, result);
         if (!cancelled_.empty() && was_cancelled(io)) return;
