@@ -75,7 +75,6 @@ public:
     }
     fd_ = fd;
     features_ = p.features;
-    flags_ = p.flags;
 
     sq_ring_size_ = p.sq_off.array + p.sq_entries * sizeof(std::uint32_t);
     cq_ring_size_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
@@ -202,7 +201,6 @@ private:
 
   int fd_ = -1;
   std::uint32_t features_ = 0;
-  std::uint32_t flags_ = 0;
   void* sq_ring_ = nullptr;
   void* cq_ring_ = nullptr;
   std::size_t sq_ring_size_ = 0, cq_ring_size_ = 0, sqes_size_ = 0;
