@@ -24,6 +24,7 @@
 #include "iocp/connection.hpp"
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/inline.hpp"
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
@@ -119,7 +120,7 @@ public:
 
   // ---- on the owning thread: the connection's operations ----
 
-  std::error_code send(connection_type& c, std::span<const std::byte> data) {
+  IOCP_ALWAYS_INLINE std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
     with_backend([&](auto& backend) { queue_send(backend, c, data); });
     maybe_finalize(c);
@@ -201,7 +202,8 @@ public:
     start_accept(ctx);
   }
 
-  void on_received(io_object& io, int result, std::byte* data) {
+  template <class Backend>
+  void on_received(Backend& backend, io_object& io, int result, std::byte* data) {
     connection_type& c = static_cast<connection_type&>(io);
     if (c.closing_) {
       maybe_finalize(c);
@@ -214,7 +216,7 @@ public:
             handler().on_received(c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
         });
       }
-      if (!c.closing_ && !c.peer_eof_ && !c.recv_pending) start_recv(c);
+      if (!c.closing_ && !c.peer_eof_ && !c.recv_pending) backend.start_recv(c);
     } else if (result == 0) {
       c.peer_eof_ = true;
       if constexpr (has_on_peer_shutdown<handler_type, connection_type>) {
@@ -232,15 +234,16 @@ public:
     maybe_finalize(c);
   }
 
-  void on_sent(io_object& io, int result) {
+  template <class Backend>
+  void on_sent(Backend& backend, io_object& io, int result) {
     connection_type& c = static_cast<connection_type&>(io);
     if (c.closing_) {
       maybe_finalize(c);
       return;
     }
     if (result >= 0) {
-      c.queue_.consume(allocator_, static_cast<std::size_t>(result), give_back());
-      after_sent(c, static_cast<std::size_t>(result));
+      c.queue_.consume(allocator_, static_cast<std::size_t>(result), give_back(backend));
+      after_sent(backend, c, static_cast<std::size_t>(result));
     } else {
       begin_close(c, errno_code(-result), false);
     }
@@ -248,9 +251,10 @@ public:
   }
 
   /// Bytes written at once by a send (epoll's send_now), reported a round later.
-  void on_sent_direct(io_object& io, int bytes) {
+  template <class Backend>
+  void on_sent_direct(Backend& backend, io_object& io, int bytes) {
     connection_type& c = static_cast<connection_type&>(io);
-    if (!c.closing_) after_sent(c, static_cast<std::size_t>(bytes));
+    if (!c.closing_) after_sent(backend, c, static_cast<std::size_t>(bytes));
     maybe_finalize(c);
   }
 
@@ -279,10 +283,13 @@ private:
 
   /// Returns a receive buffer that a send borrowed (io_uring's zero-copy echo) to its ring.
   auto give_back() noexcept {
-    return [this](std::uint16_t id) noexcept {
-      with_backend([&](auto& backend) {
-        if constexpr (requires { backend.give_back(id); }) backend.give_back(id);
-      });
+    return
+        [this](std::uint16_t id) noexcept { with_backend([&](auto& backend) { give_back(backend)(id); }); };
+  }
+  template <class Backend>
+  static auto give_back(Backend& backend) noexcept {
+    return [&backend](std::uint16_t id) noexcept {
+      if constexpr (requires { backend.give_back(id); }) backend.give_back(id);
     };
   }
 
@@ -308,12 +315,12 @@ private:
       std::uint16_t lent_buffer;
       if (backend.lend(data.data(), data.size(), lent_buffer)) {
         c.queue_.append_borrowed(allocator_, data, lent_buffer);
-        flush(c);
+        flush(backend, c);
         return;
       }
     }
     c.queue_.append(allocator_, data);
-    flush(c);
+    flush(backend, c);
   }
   auto& map() noexcept { return server_.connection_map(); }
 
@@ -417,9 +424,10 @@ private:
 
   /// The kernel took `bytes` of this connection's data: tell the handler, then send what is next
   /// (or the FIN), and close if both directions are done.
-  void after_sent(connection_type& c, std::size_t bytes) {
+  template <class Backend>
+  void after_sent(Backend& backend, connection_type& c, std::size_t bytes) {
     if constexpr (has_on_sent<handler_type, connection_type>) invoke(c, [&] { handler().on_sent(c, bytes); });
-    flush(c);
+    flush(backend, c);
     check_finished(c);
   }
 
@@ -429,19 +437,26 @@ private:
   }
 
   /// Starts the next send, or sends the FIN once the queue is empty and a shutdown was asked for.
-  void flush(connection_type& c) {
+  /// On the per-message paths the backend's type is known (no dispatch, and this inlines).
+  template <class Backend>
+  IOCP_ALWAYS_INLINE void flush(Backend& backend, connection_type& c) {
     if (c.closing_ || c.send_pending) return;
     if (!c.queue_.empty()) {
       std::span<const std::byte> next = c.queue_.front();
-      with_backend([&](auto& b) { b.start_send(c, next.data(), next.size()); });
-      return;
+      backend.start_send(c, next.data(), next.size());
+    } else if (c.write_shut_requested_ && !c.write_shut_done_) {
+      send_fin(c);
     }
-    if (c.write_shut_requested_ && !c.write_shut_done_) {
-      c.write_shut_done_ = true;
-      if (std::error_code e = shutdown_send(c.fd)) {
-        report(e, operation::shutdown);
-        begin_close(c, e, false);
-      }
+  }
+  void flush(connection_type& c) {
+    with_backend([&](auto& backend) { flush(backend, c); });
+  }
+
+  void send_fin(connection_type& c) {
+    c.write_shut_done_ = true;
+    if (std::error_code e = shutdown_send(c.fd)) {
+      report(e, operation::shutdown);
+      begin_close(c, e, false);
     }
   }
 

@@ -75,8 +75,8 @@ public:
   /// Queues bytes that stay where they are, in a receive buffer lent by the backend; `give_back`
   /// (see consume and clear) returns buffer `id` once they are sent or dropped.
   void append_borrowed(Allocator& alloc, std::span<const std::byte> data, std::uint16_t id) {
-    void* memory = alloc.allocate(sizeof(node));
-    node* n = ::new (memory) node{};
+    // The echo case (an empty queue, one borrowed buffer) uses the queue's own node: no allocation.
+    node* n = head_ ? ::new (alloc.allocate(sizeof(node))) node{} : ::new (&inline_node_) node{};
     n->data = const_cast<std::byte*>(data.data());
     n->capacity = n->size = data.size();
     n->borrowed = true;
@@ -137,11 +137,11 @@ private:
     tail_ = n;
   }
   template <class GiveBack>
-  static void release(Allocator& alloc, node* n, GiveBack& give_back) noexcept {
+  void release(Allocator& alloc, node* n, GiveBack& give_back) noexcept {
     if (n->borrowed) {
       give_back(n->buffer_id);
       n->~node();
-      alloc.deallocate(n, sizeof(node));
+      if (n != &inline_node_) alloc.deallocate(n, sizeof(node));
     } else if (n->owned) {
       auto* o = static_cast<owned_node*>(n);
       o->~owned_node();
@@ -156,6 +156,9 @@ private:
   node* head_ = nullptr;
   node* tail_ = nullptr;
   std::size_t bytes_ = 0;
+  // Holds a borrowed buffer appended to an empty queue. Only the head can be this node: it is used
+  // only while the queue is empty, and it is unlinked when consumed or cleared.
+  node inline_node_;
 };
 
 } // namespace iocp::detail

@@ -17,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "iocp/detail/inline.hpp"
 #include "iocp/detail/linux/io_object.hpp"
 #include "iocp/detail/linux/socket_ops.hpp"
 
@@ -199,27 +200,32 @@ private:
     case op_recv: {
       auto& io = *static_cast<io_object*>(c.object);
       io.recv_pending = false;
-      sink.on_received(io, c.result, nullptr);
+      sink.on_received(*this, io, c.result, nullptr);
       break;
     }
     case op_send: {
       auto& io = *static_cast<io_object*>(c.object);
       io.send_pending = false;
-      sink.on_sent(io, c.result);
+      sink.on_sent(*this, io, c.result);
       break;
     }
     case op_send_direct: {
       auto& io = *static_cast<io_object*>(c.object);
       io.send_pending = false;
-      sink.on_sent_direct(io, c.result);
+      sink.on_sent_direct(*this, io, c.result);
       break;
     }
     }
   }
 
-  void update_interest(io_object& io) {
+  /// Usually nothing changes (a receive re-armed on a registered socket): that check stays inline.
+  IOCP_ALWAYS_INLINE void update_interest(io_object& io) {
     std::uint32_t wanted = (io.recv_pending ? EPOLLIN | EPOLLRDHUP : 0u) | (io.send_waiting ? EPOLLOUT : 0u);
     if (io.registered && wanted == io.registered_events) return;
+    change_interest(io, wanted);
+  }
+
+  void change_interest(io_object& io, std::uint32_t wanted) {
     if (wanted == 0) {
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, io.fd, nullptr);
       io.registered = false;
@@ -276,7 +282,7 @@ private:
         io->send_waiting = false;
         io->send_pending = false;
         update_interest(*io);
-        sink.on_sent(*io, result);
+        sink.on_sent(*this, *io, result);
         if (!cancelled_.empty() && was_cancelled(io)) return;
       }
     }
@@ -285,7 +291,7 @@ private:
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       io->recv_pending = false;
       int result = n >= 0 ? static_cast<int>(n) : -errno;
-      sink.on_received(*io, result, receive_buffer_.get());
+      sink.on_received(*this, *io, result, receive_buffer_.get());
       // The sink re-arms the receive in the usual case; if it did not, stop watching for input.
       if (!(!cancelled_.empty() && was_cancelled(io)) && !io->recv_pending) update_interest(*io);
     }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <system_error>
 
+#include "iocp/detail/inline.hpp"
 #include "iocp/detail/linux/io_object.hpp"
 #include "iocp/detail/linux/io_uring_buffer_ring.hpp"
 #include "iocp/detail/linux/io_uring_ring.hpp"
@@ -101,8 +102,12 @@ public:
   /// keep that buffer instead of copying it, until the send is done (give_back). At most half the
   /// ring is lent at once, so receiving never starves; a second send of the same bytes copies.
   bool lend(const std::byte* data, std::size_t size, std::uint16_t& id) noexcept {
-    if (!current_.data || current_.lent || (lent_ + 1) * 2 > buffer_count_) return false;
-    if (data < current_.data || data + size > current_.data + current_.size) return false;
+    if (!current_.lendable) return false;
+    // Inside [current_.data, current_.data + current_.size), compared as addresses.
+    const auto offset =
+        reinterpret_cast<std::uintptr_t>(data) - reinterpret_cast<std::uintptr_t>(current_.data);
+    if (offset > current_.size || size > current_.size - offset) return false;
+    current_.lendable = false;
     current_.lent = true;
     ++lent_;
     id = current_.id;
@@ -175,21 +180,26 @@ private:
         }
       }
       io.recv_pending = more;
-      if (cqe.flags & IORING_CQE_F_BUFFER) {
+      // One call site, so that the loop's on_received inlines here.
+      const bool from_ring = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
+      std::byte* data = io.recv_buffer;
+      if (from_ring) {
         auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-        current_ = {buffers_.buffer(id), cqe.res > 0 ? static_cast<std::size_t>(cqe.res) : 0, id, false};
-        sink.on_received(io, cqe.res, current_.data); // may free `io`: do not touch it after
-        if (!current_.lent) buffers_.recycle(id);
-        current_ = {};
-      } else {
-        sink.on_received(io, cqe.res, io.recv_buffer);
+        const bool lendable = cqe.res > 0 && (lent_ + 1) * 2 <= buffer_count_;
+        data = buffers_.buffer(id);
+        current_ = {data, lendable ? static_cast<std::size_t>(cqe.res) : 0, id, lendable, false};
+      }
+      sink.on_received(*this, io, cqe.res, data); // may free `io`: do not touch it after
+      if (from_ring) {
+        current_.lendable = false;
+        if (!current_.lent) buffers_.recycle(current_.id);
       }
       break;
     }
     case op_send: {
       auto& io = *static_cast<io_object*>(object);
       io.send_pending = false;
-      sink.on_sent(io, cqe.res);
+      sink.on_sent(*this, io, cqe.res);
       break;
     }
     case op_wake:
@@ -220,10 +230,15 @@ private:
 
   /// An SQE, submitting the full queue first if needed. The kernel copies SQEs at submission
   /// (FEAT_SUBMIT_STABLE), so submitting early never changes what an operation means.
-  io_uring_sqe* sqe_for_submit() {
+  IOCP_ALWAYS_INLINE io_uring_sqe* sqe_for_submit() {
+    if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
+    return sqe_after_submitting();
+  }
+
+  io_uring_sqe* sqe_after_submitting() {
     for (;;) {
-      if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
       int r = ring_.submit_and_wait(0, 0);
+      if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
       if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
         throw std::system_error(errno_code(-r), "iocp: io_uring_enter");
     }
@@ -240,6 +255,7 @@ private:
     std::byte* data = nullptr;
     std::size_t size = 0;
     std::uint16_t id = 0;
+    bool lendable = false; // during on_received, and while at most half the ring is lent
     bool lent = false;
   } current_;
   bool multishot_ = false;

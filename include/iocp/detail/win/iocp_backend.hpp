@@ -232,13 +232,13 @@ private:
     case win_op_kind::recv: {
       auto& io = *static_cast<io_object*>(op.owner);
       io.recv_pending = false;
-      sink.on_received(io, result, io.recv_buffer); // may free `io`
+      sink.on_received(*this, io, result, io.recv_buffer); // may free `io`
       break;
     }
     case win_op_kind::send: {
       auto& io = *static_cast<io_object*>(op.owner);
       io.send_pending = false;
-      sink.on_sent(io, result); // may free `io`
+      sink.on_sent(*this, io, result); // may free `io`
       break;
     }
     }
