@@ -117,6 +117,26 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(echo_over_ipv6_loopback, Config, backend_configs) 
   BOOST_TEST(record.infos[0].local.port() == server->local_endpoint().port());
 }
 
+// The local endpoint handed to on_connected: the listener's own for a listener bound to one
+// address (no system call per connection), the address the client reached for a wildcard listener.
+BOOST_AUTO_TEST_CASE_TEMPLATE(local_endpoint_of_a_wildcard_listener_is_the_address_reached, Config,
+                              backend_configs) {
+  event_record record;
+  auto options = Config::options();
+  options.address = "0.0.0.0";
+  typename Config::template server<echo_handler> server(options, echo_handler{{&record}});
+  BOOST_TEST(server.local_endpoint().is_unspecified());
+  std::uint16_t port = server.local_endpoint().port();
+  socket_fd s = connect_local(port); // 127.0.0.1
+  send_all(s.get(), "x");
+  BOOST_TEST(recv_exact(s.get(), 1).size() == 1u);
+  BOOST_TEST(wait_until([&] { return record.connected_count() == 1; }));
+  std::lock_guard l(record.mutex);
+  BOOST_TEST(record.infos[0].local.address() == "127.0.0.1");
+  BOOST_TEST(record.infos[0].local.port() == port);
+  BOOST_TEST(!record.infos[0].local.is_unspecified());
+}
+
 // Clients that reset at once: on Windows the AcceptEx itself may fail (WSAENOTCONN,
 // ERROR_NETNAME_DELETED...), on Linux the accepted connection reads a reset. Either way every
 // attempt is accounted for (announced, or reported as an accept error) and the server goes on

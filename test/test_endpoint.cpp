@@ -636,3 +636,13 @@ BOOST_AUTO_TEST_CASE(backend_names_round_trip) {
   for (auto s : {"", "EPOLL", "Epoll", "io-uring", "iouring", "epoll ", " auto", "kqueue", "select", "IOCP"})
     BOOST_TEST(!iocp::parse_backend(s).has_value(), "'" << s << "'");
 }
+
+BOOST_AUTO_TEST_CASE(is_unspecified_only_for_the_wildcard_addresses) {
+  BOOST_TEST(iocp::endpoint::parse("0.0.0.0")->is_unspecified());
+  BOOST_TEST(iocp::endpoint::parse("::")->is_unspecified());
+  BOOST_TEST(!iocp::endpoint::parse("127.0.0.1")->is_unspecified());
+  BOOST_TEST(!iocp::endpoint::parse("0.0.0.1")->is_unspecified());
+  BOOST_TEST(!iocp::endpoint::parse("::1")->is_unspecified());
+  BOOST_TEST(!iocp::endpoint::parse("::ffff:0.0.0.0")->is_unspecified());
+  BOOST_TEST(iocp::endpoint{}.is_unspecified()); // the default: 0.0.0.0 port 0
+}

@@ -47,6 +47,12 @@ public:
   constexpr std::uint16_t port() const noexcept { return port_; }
   constexpr void port(std::uint16_t p) noexcept { port_ = p; }
   constexpr std::uint32_t scope_id() const noexcept { return scope_id_; }
+  /// The wildcard address (0.0.0.0 or ::), as a listener bound to every interface has.
+  constexpr bool is_unspecified() const noexcept {
+    for (std::size_t i = 0; i < (is_v4() ? 4u : 16u); ++i)
+      if (bytes_[i] != 0) return false;
+    return true;
+  }
   /// The address bytes in network order: the first 4 for IPv4, all 16 for IPv6.
   constexpr const std::array<std::uint8_t, 16>& bytes() const noexcept { return bytes_; }
 
