@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <system_error>
@@ -17,6 +18,7 @@
 
 #include "iocp/connection_id.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/send_budget.hpp"
 #include "iocp/detail/send_queue.hpp"
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
@@ -28,6 +30,11 @@ namespace iocp {
 namespace detail {
 template <class Server>
 class event_loop;
+
+struct held_input {
+  std::vector<std::byte> data;
+  bool eof = false; // the peer's FIN came after `data`
+};
 } // namespace detail
 
 template <class Server>
@@ -59,6 +66,14 @@ public:
   /// Immediate close with a reset; queued data is discarded.
   void abort() { loop_->abort(*this, make_error_code(std::errc::connection_aborted)); }
 
+  /// Stops on_received (and on_peer_shutdown) for this connection until resume_receiving(): the
+  /// kernel's receive buffer fills and TCP flow control slows the peer down. Bytes the kernel had
+  /// already handed over are kept and delivered, in order, after resume_receiving(). A graceful
+  /// close (disconnect, shutdown of the receive side, stop) resumes reading to find the peer's FIN.
+  void pause_receiving() { loop_->pause_receiving(*this); }
+  void resume_receiving() { loop_->resume_receiving(*this); }
+  bool receiving_paused() const noexcept { return recv_paused; }
+
   /// Bytes queued and not yet taken by the kernel.
   std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
   /// The peer has half-closed: no more data will arrive.
@@ -82,7 +97,7 @@ private:
   connection_id id_;
   endpoint local_;
   endpoint remote_;
-  detail::send_queue<allocator_type> queue_;
+  detail::send_queue<allocator_type, detail::local_send_budget> queue_;
   std::error_code close_reason_;
   // The loop's list of live connections, and of those lingering after a graceful close.
   connection* prev_ = nullptr;
@@ -90,7 +105,10 @@ private:
   connection* linger_prev_ = nullptr;
   connection* linger_next_ = nullptr;
   std::int64_t linger_deadline_ns_ = 0;
-  long linger_unacked_ = -1; // bytes the peer had not acknowledged when the last period began
+  long linger_unacked_ = -1;        // bytes the peer had not acknowledged when the last period began
+  std::int64_t last_active_ns_ = 0; // the loop's clock when data last came in or went out (idle_timeout)
+  // What arrived while receiving was paused, for resume_receiving() to deliver.
+  std::unique_ptr<detail::held_input> held_;
   std::uint8_t callback_depth_ = 0;
   bool announced_ = false; // on_connected was called: on_disconnected is owed
   bool closing_ = false;   // closed for business; waiting for the kernel to let go
@@ -100,6 +118,7 @@ private:
   bool write_shut_done_ = false; // our FIN is out
   bool disconnect_requested_ = false;
   bool lingering_ = false;
+  bool above_high_water_ = false; // on_send_queue_high ran; on_send_queue_low is owed
   [[no_unique_address]] state_type state_{};
 };
 

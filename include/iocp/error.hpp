@@ -20,6 +20,8 @@ enum class errc {
   would_deadlock,         // a blocking call was made from one of the server's own I/O threads
   linger_timeout,         // a graceful close gave up waiting for the peer and reset the connection
   stop_timeout,           // stop() gave up waiting for the peer and reset the connection
+  send_queue_full,        // the send would pass a send-queue limit (per connection or server-wide)
+  idle_timeout,           // nothing was received or sent for server_options::idle_timeout
 };
 
 namespace detail {
@@ -37,6 +39,8 @@ public:
     case errc::would_deadlock: return "blocking call from an I/O thread would deadlock";
     case errc::linger_timeout: return "peer did not close in time after a graceful shutdown";
     case errc::stop_timeout: return "server stop deadline passed before the peer closed";
+    case errc::send_queue_full: return "send queue limit reached: the peer is not reading fast enough";
+    case errc::idle_timeout: return "connection idle for longer than the idle timeout";
     }
     return "unknown iocp error";
   }

@@ -10,6 +10,8 @@
 //     void on_connected(auto& conn, const iocp::connection_info& info);
 //     void on_received(auto& conn, std::span<const std::byte> data);  // never empty
 //     void on_sent(auto& conn, std::size_t bytes);
+//     void on_send_queue_high(auto& conn, std::size_t queued);  // above send_high_water_mark
+//     void on_send_queue_low(auto& conn, std::size_t queued);   // back to send_low_water_mark
 //     void on_peer_shutdown(auto& conn);          // default: finish sends, then close our side
 //     void on_disconnected(auto& conn, std::error_code reason);  // once per on_connected
 //     void on_server_error(std::error_code error, iocp::operation where);
@@ -95,6 +97,14 @@ concept has_on_sent = requires(H& h, C& c, std::size_t n) {
   h.on_sent(c, n);
 };
 template <class H, class C>
+concept has_on_send_queue_high = requires(H& h, C& c, std::size_t n) {
+  h.on_send_queue_high(c, n);
+};
+template <class H, class C>
+concept has_on_send_queue_low = requires(H& h, C& c, std::size_t n) {
+  h.on_send_queue_low(c, n);
+};
+template <class H, class C>
 concept has_on_peer_shutdown = requires(H& h, C& c) {
   h.on_peer_shutdown(c);
 };
@@ -124,6 +134,8 @@ constexpr bool check_handler() {
   IOCP_DETAIL_CHECK_CALLBACK(on_connected, (has_on_connected<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_received, (has_on_received<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_sent, (has_on_sent<H, C>));
+  IOCP_DETAIL_CHECK_CALLBACK(on_send_queue_high, (has_on_send_queue_high<H, C>));
+  IOCP_DETAIL_CHECK_CALLBACK(on_send_queue_low, (has_on_send_queue_low<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_peer_shutdown, (has_on_peer_shutdown<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_disconnected, (has_on_disconnected<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_server_error, (has_on_server_error<H>));

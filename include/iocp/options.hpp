@@ -65,6 +65,25 @@ struct server_options {
   bool v6_only = false;
   /// After a graceful close has sent its FIN, how long to wait for the peer's before resetting.
   std::chrono::milliseconds linger_timeout{5000};
+
+  // ---- backpressure and limits ----
+
+  /// When a connection's queued send bytes rise above the high mark, the handler's
+  /// on_send_queue_high(conn, queued) runs; when they fall back to the low mark or below,
+  /// on_send_queue_low(conn, queued). Pausing and resuming receiving there keeps a connection's
+  /// memory bounded without refusing sends (example/echo_server.cpp does).
+  std::size_t send_high_water_mark = 1 << 20;
+  std::size_t send_low_water_mark = 256 * 1024;
+  /// Hard limits on queued send bytes: a send that would pass either queues nothing and fails with
+  /// errc::send_queue_full. With the defaults, clients that never read cannot exhaust memory.
+  std::size_t max_send_queue_per_connection = std::size_t{64} << 20;
+  std::size_t max_send_queue_total = std::size_t{1} << 30;
+  /// A connection that receives nothing and whose sends make no progress for this long is reset
+  /// (on_disconnected with errc::idle_timeout). Zero: no idle timeout. Checked about every tenth of
+  /// the timeout, so a connection may live up to 10% longer.
+  std::chrono::milliseconds idle_timeout{0};
+  /// The graceful stop's deadline: stop() without an argument and request_stop() use it.
+  std::chrono::milliseconds stop_timeout{5000};
 };
 
 /// Directions for basic_iocp_server::shutdown(), as in the original library's SD_* values.

@@ -81,6 +81,9 @@ public:
     if (options_.receive_buffer_size == 0 || options_.receive_buffer_size > (1u << 30))
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "iocp: receive_buffer_size must be between 1 and 1 GiB");
+    if (options_.send_low_water_mark > options_.send_high_water_mark)
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "iocp: send_low_water_mark must not be above send_high_water_mark");
     backend_ = choose_backend(options_.io_backend);
     listen_fd_ = detail::open_listener(*at, options_.backlog, options_.reuse_address, options_.v6_only);
     local_ = detail::local_endpoint_of(listen_fd_);
@@ -152,6 +155,25 @@ public:
         id, [&](connection_type& c) { return c.disconnect(); },
         [&] { return command(command_kind::disconnect, id); });
   }
+  /// See connection::pause_receiving() and resume_receiving().
+  std::error_code pause_receiving(connection_id id) {
+    return dispatch(
+        id,
+        [&](connection_type& c) {
+          c.pause_receiving();
+          return std::error_code{};
+        },
+        [&] { return command(command_kind::pause, id); });
+  }
+  std::error_code resume_receiving(connection_id id) {
+    return dispatch(
+        id,
+        [&](connection_type& c) {
+          c.resume_receiving();
+          return std::error_code{};
+        },
+        [&] { return command(command_kind::resume, id); });
+  }
   std::error_code abort(connection_id id) {
     return dispatch(
         id,
@@ -163,10 +185,12 @@ public:
   }
 
   /// Graceful stop: stop accepting, shut down every connection's send side after its queued data,
-  /// wait up to `timeout` for the peers to close, then reset the rest. Returns when every thread has
-  /// ended and on_server_closed has run. From one of the server's own threads it only starts the
-  /// stop and returns errc::would_deadlock (the destructor finishes it).
-  std::error_code stop(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  /// wait up to `timeout` (default: server_options::stop_timeout) for the peers to close, then reset
+  /// the rest. Returns when every thread has ended and on_server_closed has run. From one of the
+  /// server's own threads it only starts the stop and returns errc::would_deadlock (the destructor
+  /// finishes it).
+  std::error_code stop() { return stop(options_.stop_timeout); }
+  std::error_code stop(std::chrono::milliseconds timeout) {
     if (on_io_thread()) {
       post_stop(timeout);
       return make_error_code(errc::would_deadlock);
@@ -185,12 +209,19 @@ public:
   }
 
   /// Starts a graceful stop without waiting (safe from a callback); stop() or the destructor joins.
-  void request_stop(std::chrono::milliseconds timeout = std::chrono::seconds(5)) { post_stop(timeout); }
+  void request_stop() { post_stop(options_.stop_timeout); }
+  void request_stop(std::chrono::milliseconds timeout) { post_stop(timeout); }
+
+  /// Send bytes queued now on every connection, for the server-wide limit (a few chunks of
+  /// 64 KiB per thread are reserved ahead of use, so this is an upper bound).
+  std::size_t send_queue_reserved() const noexcept { return send_budget_.reserved(); }
 
 private:
   using loop_type = detail::event_loop<basic_iocp_server>;
   using command_kind = detail::loop_command::kind;
-  friend loop_type; // hands accepted sockets to the other loops (loop())
+  friend loop_type; // hands accepted sockets to the other loops (loop()), shares the send budget
+
+  detail::shared_send_budget& send_budget() noexcept { return send_budget_; }
 
   loop_type& loop(std::size_t index) noexcept { return *loops_[index]; }
 
@@ -331,6 +362,7 @@ private:
   server_options options_;
   Handler handler_;
   ConnectionMap map_;
+  detail::shared_send_budget send_budget_{options_.max_send_queue_total};
   iocp::backend backend_ = backend::automatic;
   detail::socket_handle listen_fd_ = detail::invalid_socket;
   endpoint local_;

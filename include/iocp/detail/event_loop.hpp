@@ -25,6 +25,7 @@
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
 #include "iocp/detail/inline.hpp"
+#include "iocp/detail/send_budget.hpp"
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
@@ -45,7 +46,7 @@ inline std::int64_t monotonic_ns() noexcept {
 /// Work for a connection posted from another thread.
 struct loop_command {
   // adopt: a socket accepted on another thread (IOCP: only thread 0's port can hold the listener).
-  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop, adopt };
+  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop, adopt, pause, resume };
   kind what;
   connection_id id;
   shutdown_type how = shutdown_type::both;
@@ -64,7 +65,7 @@ public:
 
   event_loop(Server& server, std::uint32_t index, iocp::backend kind, socket_handle listen_fd,
              const server_options& options)
-      : server_(server), index_(index), options_(options) {
+      : server_(server), index_(index), options_(options), budget_(server.send_budget()) {
 #if defined(IOCP_HAS_IOCP)
     (void)kind;
     iocp_.emplace(listen_fd, options.receive_buffer_size);
@@ -122,22 +123,45 @@ public:
 
   IOCP_ALWAYS_INLINE std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
-    with_backend([&](auto& backend) { queue_send(backend, c, data); });
+    if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes())
+      return make_error_code(errc::send_queue_full);
+    bool queued = with_backend([&](auto& backend) { return queue_send(backend, c, data); });
     maybe_finalize(c);
-    return {};
+    return queued ? std::error_code{} : make_error_code(errc::send_queue_full);
   }
 
   std::error_code send(connection_type& c, std::vector<std::byte>&& data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
-    c.queue_.append(allocator_, std::move(data));
+    if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes() ||
+        !c.queue_.append(allocator_, budget_, std::move(data)))
+      return make_error_code(errc::send_queue_full);
+    queued(c);
     flush(c);
     maybe_finalize(c);
     return {};
   }
 
+  void pause_receiving(connection_type& c) {
+    if (c.closing_ || c.recv_paused) return;
+    c.recv_paused = true;
+    if (c.recv_pending) with_backend([&](auto& b) { b.pause_recv(c); });
+  }
+
+  void resume_receiving(connection_type& c) {
+    if (!c.recv_paused) return;
+    c.recv_paused = false;
+    if (c.closing_) return;
+    if (c.held_) {
+      // Delivered from the loop, not from inside this call (which may be in another callback).
+      resumed_.push_back(c.id_);
+      return;
+    }
+    rearm_receive(c);
+  }
+
   std::error_code shutdown(connection_type& c, shutdown_type how) {
     if (c.closing_) return make_error_code(errc::connection_closing);
-    if (how != shutdown_type::send) c.read_shut_ = true;
+    if (how != shutdown_type::send) stop_reading(c);
     if (how != shutdown_type::receive) {
       c.write_shut_requested_ = true;
       flush(c);
@@ -149,7 +173,8 @@ public:
 
   std::error_code disconnect(connection_type& c) {
     if (c.closing_) return make_error_code(errc::connection_closing);
-    c.disconnect_requested_ = c.read_shut_ = c.write_shut_requested_ = true;
+    c.disconnect_requested_ = c.write_shut_requested_ = true;
+    stop_reading(c);
     flush(c);
     check_finished(c);
     maybe_finalize(c);
@@ -209,25 +234,14 @@ public:
       maybe_finalize(c);
       return;
     }
-    if (result > 0) {
-      if (!c.read_shut_) {
-        invoke(c, [&] {
-          if constexpr (has_on_received<handler_type, connection_type>)
-            handler().on_received(c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
-        });
-      }
-      if (!c.closing_ && !c.peer_eof_ && !c.recv_pending) backend.start_recv(c);
+    if (c.recv_paused) [[unlikely]] {
+      hold(c, result, data);
+    } else if (result > 0) {
+      c.last_active_ns_ = now_ns_;
+      deliver(c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
+      if (!c.closing_ && !c.peer_eof_ && !c.recv_pending && !c.recv_paused) backend.start_recv(c);
     } else if (result == 0) {
-      c.peer_eof_ = true;
-      if constexpr (has_on_peer_shutdown<handler_type, connection_type>) {
-        if (!c.disconnect_requested_)
-          invoke(c, [&] { handler().on_peer_shutdown(c); });
-        else
-          finish_sending(c);
-      } else {
-        finish_sending(c); // the original's default: send what is queued, then close our side
-      }
-      check_finished(c);
+      on_peer_eof(c);
     } else {
       begin_close(c, errno_code(-result), false);
     }
@@ -242,7 +256,7 @@ public:
       return;
     }
     if (result >= 0) {
-      c.queue_.consume(allocator_, static_cast<std::size_t>(result), give_back(backend));
+      c.queue_.consume(allocator_, budget_, static_cast<std::size_t>(result), give_back(backend));
       after_sent(backend, c, static_cast<std::size_t>(result));
     } else {
       begin_close(c, errno_code(-result), false);
@@ -296,31 +310,135 @@ private:
   /// A copying send, with what the backend offers to avoid the copy: a readiness backend writes
   /// from the caller's memory at once when nothing is queued (as muduo and libuv do), a completion
   /// backend with a buffer ring can keep the very receive buffer the bytes are in.
+  /// False: the server-wide limit refused the bytes, and nothing was sent or queued.
   template <class Backend>
-  void queue_send(Backend& backend, connection_type& c, std::span<const std::byte> data) {
+  bool queue_send(Backend& backend, connection_type& c, std::span<const std::byte> data) {
     if constexpr (requires { backend.send_now(c, data.data(), data.size()); }) {
       if (c.queue_.empty() && !c.send_pending && !data.empty()) {
+        // Whatever send_now leaves must be queued: make sure it may be before sending any of it.
+        if (!budget_.admit(data.size() + c.queue_.block_overhead)) return false;
         int n = backend.send_now(c, data.data(), data.size());
         if (n < 0) {
           begin_close(c, errno_code(-n), false); // reported through on_disconnected, like a
-          return;                                // send that fails later
+          return true;                           // send that fails later
         }
         if constexpr (has_on_sent<handler_type, connection_type>)
           if (n > 0) backend.report_sent_later(c, n);
         data = data.subspan(static_cast<std::size_t>(n));
-        if (data.empty()) return;
+        if (data.empty()) return true;
       }
     }
     if constexpr (requires(std::uint16_t id) { backend.lend(data.data(), data.size(), id); }) {
       std::uint16_t lent_buffer;
       if (backend.lend(data.data(), data.size(), lent_buffer)) {
         c.queue_.append_borrowed(allocator_, data, lent_buffer);
+        queued(c);
         flush(backend, c);
-        return;
+        return true;
       }
     }
-    c.queue_.append(allocator_, data);
+    if (!c.queue_.append(allocator_, budget_, data)) return false;
+    queued(c);
     flush(backend, c);
+    return true;
+  }
+
+  /// Bytes joined c's queue: the high-water mark may have been passed.
+  IOCP_ALWAYS_INLINE void queued(connection_type& c) {
+    if constexpr (has_on_send_queue_high<handler_type, connection_type> ||
+                  has_on_send_queue_low<handler_type, connection_type>) {
+      if (!c.above_high_water_ && c.queue_.bytes() > options_.send_high_water_mark) {
+        c.above_high_water_ = true;
+        if constexpr (has_on_send_queue_high<handler_type, connection_type>)
+          invoke(c, [&] { handler().on_send_queue_high(c, c.queue_.bytes()); });
+      }
+    }
+  }
+
+  /// Drops whatever c still has queued (it is closing).
+  void drop_queue(connection_type& c) noexcept { c.queue_.clear(allocator_, budget_, give_back()); }
+
+  /// Data for the handler, unless the receive side was shut (then it is read and dropped).
+  IOCP_ALWAYS_INLINE void deliver(connection_type& c, std::span<const std::byte> data) {
+    if (c.read_shut_) return;
+    invoke(c, [&] {
+      if constexpr (has_on_received<handler_type, connection_type>) handler().on_received(c, data);
+    });
+  }
+
+  void on_peer_eof(connection_type& c) {
+    c.peer_eof_ = true;
+    if constexpr (has_on_peer_shutdown<handler_type, connection_type>) {
+      if (!c.disconnect_requested_)
+        invoke(c, [&] { handler().on_peer_shutdown(c); });
+      else
+        finish_sending(c);
+    } else {
+      finish_sending(c); // the original's default: send what is queued, then close our side
+    }
+    check_finished(c);
+  }
+
+  /// A receive completed while receiving was paused: keep what it brought for resume_receiving().
+  /// An error still closes the connection; the end of a receive the pause cancelled is no error.
+  void hold(connection_type& c, int result, const std::byte* data) {
+    if (result < 0) {
+      if (result != -ECANCELED) begin_close(c, errno_code(-result), false);
+      return;
+    }
+    if (!c.held_) c.held_ = std::make_unique<held_input>();
+    if (result == 0)
+      c.held_->eof = true;
+    else
+      c.held_->data.insert(c.held_->data.end(), data, data + result);
+  }
+
+  /// Receiving resumed: what was held goes to the handler, then the receive is armed again.
+  void deliver_held() {
+    std::vector<connection_id> ids;
+    ids.swap(resumed_);
+    for (connection_id id : ids) {
+      connection_type* c = find(id);
+      if (!c || c->closing_ || c->recv_paused || !c->held_) continue;
+      connection_type& conn = *c;
+      ++conn.callback_depth_; // conn stays while its held input is handed over
+      std::unique_ptr<held_input> held = std::move(conn.held_);
+      if (!held->data.empty()) {
+        conn.last_active_ns_ = now_ns_;
+        deliver(conn, held->data);
+      }
+      if (held->eof && !conn.closing_) {
+        if (conn.recv_paused) { // paused again by on_received: the FIN waits for the next resume
+          held->data.clear();
+          conn.held_ = std::move(held);
+        } else {
+          on_peer_eof(conn);
+        }
+      }
+      --conn.callback_depth_;
+      if (!conn.closing_) rearm_receive(conn);
+      maybe_finalize(conn);
+    }
+  }
+
+  void rearm_receive(connection_type& c) {
+    if (!c.closing_ && !c.peer_eof_ && !c.recv_pending && !c.recv_paused && !c.held_) start_recv(c);
+  }
+
+  /// The receive side is done for the handler (shutdown(receive), disconnect): bytes still arriving
+  /// are read and dropped so the peer's FIN is seen, even if receiving had been paused.
+  void stop_reading(connection_type& c) {
+    c.read_shut_ = true;
+    c.recv_paused = false;
+    if (c.held_) {
+      c.held_->data.clear();
+      if (c.held_->eof) { // the FIN was held: it is reported from the loop, as after a resume
+        resumed_.push_back(c.id_);
+        return;
+      }
+      c.held_.reset();
+    }
+    rearm_receive(c);
   }
   auto& map() noexcept { return server_.connection_map(); }
 
@@ -330,13 +448,14 @@ private:
       backend.start_accept(ctx);
     for (;;) {
       backend.run_once(next_timeout_ns(), *this);
+      if (!resumed_.empty()) deliver_held();
       run_timers();
       if (stopping_ && !live_ && !accept_pending()) break;
     }
   }
 
   template <class F>
-  decltype(auto) with_backend(F&& f) {
+  IOCP_ALWAYS_INLINE decltype(auto) with_backend(F&& f) {
 #if defined(IOCP_HAS_IOCP)
     return f(*iocp_);
 #else
@@ -389,6 +508,7 @@ private:
     }
     if (options_.no_delay) set_no_delay(fd);
     c.remote_ = remote;
+    c.last_active_ns_ = now_ns_;
     // A listener bound to one address accepts only there: no getsockname for every connection.
     const endpoint& listener = server_.local_endpoint();
     c.local_ = listener.is_unspecified() ? local_endpoint_of(fd) : listener;
@@ -398,14 +518,14 @@ private:
       connection_info info{c.local_, c.remote_};
       invoke(c, [&] { handler().on_connected(c, info); });
     }
-    if (!c.closing_ && !c.recv_pending) start_recv(c);
+    rearm_receive(c);
     maybe_finalize(c);
   }
 
   /// Calls a handler callback. A callback that throws aborts its connection (and is reported);
   /// it never unwinds through the loop.
   template <class F>
-  void invoke(connection_type& c, F&& f) {
+  IOCP_ALWAYS_INLINE void invoke(connection_type& c, F&& f) {
     ++c.callback_depth_;
     try {
       f();
@@ -428,7 +548,16 @@ private:
   /// (or the FIN), and close if both directions are done.
   template <class Backend>
   void after_sent(Backend& backend, connection_type& c, std::size_t bytes) {
+    c.last_active_ns_ = now_ns_;
     if constexpr (has_on_sent<handler_type, connection_type>) invoke(c, [&] { handler().on_sent(c, bytes); });
+    if constexpr (has_on_send_queue_high<handler_type, connection_type> ||
+                  has_on_send_queue_low<handler_type, connection_type>) {
+      if (c.above_high_water_ && c.queue_.bytes() <= options_.send_low_water_mark && !c.closing_) {
+        c.above_high_water_ = false;
+        if constexpr (has_on_send_queue_low<handler_type, connection_type>)
+          invoke(c, [&] { handler().on_send_queue_low(c, c.queue_.bytes()); });
+      }
+    }
     flush(backend, c);
     check_finished(c);
   }
@@ -520,7 +649,7 @@ private:
     map().erase(c.id_);
     with_backend([&](auto& b) { b.release(c); });
     unlink(c);
-    c.queue_.clear(allocator_, give_back());
+    drop_queue(c);
     if (c.announced_) {
       c.announced_ = false;
       if constexpr (has_on_disconnected<handler_type, connection_type>) {
@@ -544,7 +673,7 @@ private:
       c.fd = invalid_socket;
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
-    c.queue_.clear(allocator_, give_back());
+    drop_queue(c);
     if (c.recv_buffer) allocator_.deallocate(c.recv_buffer, options_.receive_buffer_size);
     c.~connection_type();
     allocator_.deallocate(&c, sizeof(connection_type));
@@ -587,10 +716,16 @@ private:
     connection_type* c = find(command.id);
     if (!c) return; // closed since the command was posted: an ordinary race, nothing to do
     switch (command.what) {
-    case loop_command::kind::send: send(*c, std::move(command.data)); break;
+    case loop_command::kind::send:
+      // Posted from another thread, the send's result has no caller left to see it.
+      if (std::error_code e = send(*c, std::move(command.data)); e == errc::send_queue_full)
+        report(e, operation::send);
+      break;
     case loop_command::kind::shutdown: shutdown(*c, command.how); break;
     case loop_command::kind::disconnect: disconnect(*c); break;
     case loop_command::kind::abort: abort(*c, make_error_code(std::errc::connection_aborted)); break;
+    case loop_command::kind::pause: pause_receiving(*c); break;
+    case loop_command::kind::resume: resume_receiving(*c); break;
     case loop_command::kind::stop:
     case loop_command::kind::adopt: break;
     }
@@ -622,7 +757,9 @@ private:
   }
 
   long long next_timeout_ns() const noexcept {
+    if (!resumed_.empty()) return 0;
     std::int64_t deadline = INT64_MAX;
+    if (idle_timeout_ns_) deadline = next_idle_sweep_ns_;
     if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
     if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
     if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
@@ -631,6 +768,11 @@ private:
   }
 
   void run_timers() {
+    if (idle_timeout_ns_) {
+      // The loop's clock for idle_timeout, read once per round rather than once per message.
+      now_ns_ = monotonic_ns();
+      if (now_ns_ >= next_idle_sweep_ns_) close_idle_connections();
+    }
     if (!linger_head_ && backed_off_.empty() && !stopping_) return;
     std::int64_t now = monotonic_ns();
     while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
@@ -659,9 +801,30 @@ private:
     }
   }
 
+  /// Resets the connections idle for longer than idle_timeout. now_ns_ lags by up to one round
+  /// (a wait of at most one sweep interval), so a connection gets that much more before it counts.
+  void close_idle_connections() {
+    const std::int64_t interval = idle_sweep_interval_ns();
+    next_idle_sweep_ns_ = now_ns_ + interval;
+    std::vector<connection_id> idle;
+    for (connection_type* c = live_; c; c = c->next_)
+      if (!c->closing_ && now_ns_ - c->last_active_ns_ > idle_timeout_ns_ + interval) idle.push_back(c->id_);
+    for (connection_id id : idle)
+      if (connection_type* c = find(id)) abort(*c, make_error_code(errc::idle_timeout));
+  }
+  std::int64_t idle_sweep_interval_ns() const noexcept {
+    return (std::max)(idle_timeout_ns_ / 10, std::int64_t{1'000'000});
+  }
+
   Server& server_;
   std::uint32_t index_;
   const server_options& options_;
+  local_send_budget budget_;
+  // Connections whose held input waits to be delivered after resume_receiving().
+  std::vector<connection_id> resumed_;
+  const std::int64_t idle_timeout_ns_ = std::chrono::nanoseconds(options_.idle_timeout).count();
+  std::int64_t now_ns_ = idle_timeout_ns_ ? monotonic_ns() : 0;
+  std::int64_t next_idle_sweep_ns_ = now_ns_ + (idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
 #if defined(IOCP_HAS_IOCP)
   std::optional<iocp_backend> iocp_;
 #else

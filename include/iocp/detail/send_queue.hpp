@@ -6,6 +6,10 @@
 // into blocks from the Allocator policy, so many small messages become one send operation; a moved
 // std::vector is queued as it is, without a copy. Appending to the block a send is in flight from is
 // safe: the kernel only reads the range it was given, and the block never moves.
+//
+// The memory a queue allocates (blocks and moved vectors, not lent receive buffers, which belong to
+// the backend's fixed ring) is counted against a Budget (local_send_budget): an append that the
+// budget refuses returns false and queues nothing.
 
 #include <algorithm>
 #include <bit>
@@ -19,7 +23,7 @@
 
 namespace iocp::detail {
 
-template <class Allocator>
+template <class Allocator, class Budget>
 class send_queue {
 public:
   /// Payload of a copy block opened while data is already queued: a backlog coalesces into blocks
@@ -28,6 +32,8 @@ public:
   /// Into an empty queue (the usual case: the last send went out), a block just fits the message,
   /// rounded up to a pool class, so a request-response connection never holds 16 KiB.
   static constexpr std::size_t small_block = 256;
+  /// What a block costs beyond its payload, at most (its header, and rounding up to a pool class).
+  static constexpr std::size_t block_overhead = small_block;
 
   send_queue() = default;
   send_queue(const send_queue&) = delete;
@@ -36,8 +42,8 @@ public:
   bool empty() const noexcept { return head_ == nullptr; }
   std::size_t bytes() const noexcept { return bytes_; }
 
-  void append(Allocator& alloc, std::span<const std::byte> data) {
-    if (data.empty()) return;
+  [[nodiscard]] bool append(Allocator& alloc, Budget& budget, std::span<const std::byte> data) {
+    if (data.empty()) return true;
     if (tail_ && !tail_->owned && !tail_->borrowed && tail_->capacity - tail_->size >= data.size()) {
       std::memcpy(tail_->data + tail_->size, data.data(), data.size());
       tail_->size += data.size();
@@ -49,7 +55,9 @@ public:
       } else {
         capacity = std::max(block_payload, data.size());
       }
+      if (!budget.admit(sizeof(node) + capacity)) return false;
       void* memory = alloc.allocate(sizeof(node) + capacity);
+      budget.add(sizeof(node) + capacity);
       node* n = ::new (memory) node{};
       n->data = reinterpret_cast<std::byte*>(n + 1);
       n->capacity = capacity;
@@ -58,11 +66,14 @@ public:
       link(n);
     }
     bytes_ += data.size();
+    return true;
   }
 
-  void append(Allocator& alloc, std::vector<std::byte>&& buffer) {
-    if (buffer.empty()) return;
+  [[nodiscard]] bool append(Allocator& alloc, Budget& budget, std::vector<std::byte>&& buffer) {
+    if (buffer.empty()) return true;
+    if (!budget.admit(sizeof(owned_node) + buffer.size())) return false;
     void* memory = alloc.allocate(sizeof(owned_node));
+    budget.add(sizeof(owned_node) + buffer.size());
     owned_node* n = ::new (memory) owned_node{};
     n->buffer = std::move(buffer);
     n->owned = true;
@@ -70,6 +81,7 @@ public:
     n->capacity = n->size = n->buffer.size();
     bytes_ += n->size;
     link(n);
+    return true;
   }
 
   /// Queues bytes that stay where they are, in a receive buffer lent by the backend; `give_back`
@@ -92,22 +104,22 @@ public:
 
   /// The kernel took `n` bytes from the front. `give_back(id)` returns a lent buffer.
   template <class GiveBack>
-  void consume(Allocator& alloc, std::size_t n, GiveBack&& give_back) noexcept {
+  void consume(Allocator& alloc, Budget& budget, std::size_t n, GiveBack&& give_back) noexcept {
     bytes_ -= n;
     head_->offset += n;
     if (head_->offset == head_->size) {
       node* done = head_;
       head_ = done->next;
       if (!head_) tail_ = nullptr;
-      release(alloc, done, give_back);
+      release(alloc, budget, done, give_back);
     }
   }
 
   template <class GiveBack>
-  void clear(Allocator& alloc, GiveBack&& give_back) noexcept {
+  void clear(Allocator& alloc, Budget& budget, GiveBack&& give_back) noexcept {
     while (head_) {
       node* next = head_->next;
-      release(alloc, head_, give_back);
+      release(alloc, budget, head_, give_back);
       head_ = next;
     }
     tail_ = nullptr;
@@ -137,17 +149,19 @@ private:
     tail_ = n;
   }
   template <class GiveBack>
-  void release(Allocator& alloc, node* n, GiveBack& give_back) noexcept {
+  void release(Allocator& alloc, Budget& budget, node* n, GiveBack& give_back) noexcept {
     if (n->borrowed) {
       give_back(n->buffer_id);
       n->~node();
       if (n != &inline_node_) alloc.deallocate(n, sizeof(node));
     } else if (n->owned) {
       auto* o = static_cast<owned_node*>(n);
+      budget.remove(sizeof(owned_node) + o->capacity);
       o->~owned_node();
       alloc.deallocate(o, sizeof(owned_node));
     } else {
       std::size_t total = sizeof(node) + n->capacity;
+      budget.remove(total);
       n->~node();
       alloc.deallocate(n, total);
     }

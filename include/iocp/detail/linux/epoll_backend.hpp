@@ -83,6 +83,12 @@ public:
     update_interest(io);
   }
 
+  /// Receiving paused: stop watching for input (the socket's buffer holds what arrives).
+  void pause_recv(io_object& io) {
+    io.recv_pending = false;
+    update_interest(io);
+  }
+
   void start_send(io_object& io, const std::byte* data, std::size_t size) {
     io.send_pending = true;
     if (int result = send_now(io, data, size); result != 0) {

@@ -19,6 +19,10 @@ struct io_object {
   bool send_pending = false;
   // io_uring: the loop asked for the pending operations to end; never re-arm them on its behalf.
   bool cancel_requested = false;
+  // The loop paused receiving: no receive is re-armed on its behalf. io_uring: a cancel of the
+  // multishot receive is on its way.
+  bool recv_paused = false;
+  bool recv_pause_cancelling = false;
   // epoll only: the send is waiting for EPOLLOUT, and the interest set registered for fd.
   bool send_waiting = false;
   std::uint32_t registered_events = 0;

@@ -86,7 +86,7 @@ public:
     }
   }
 
-  void start_send(io_object& io, const std::byte* data, std::size_t size) {
+  IOCP_ALWAYS_INLINE void start_send(io_object& io, const std::byte* data, std::size_t size) {
     io.send_pending = true;
     io_uring_sqe* sqe = sqe_for_submit();
     sqe->opcode = IORING_OP_SEND;
@@ -117,6 +117,14 @@ public:
   void give_back(std::uint16_t id) noexcept {
     --lent_;
     buffers_.recycle(id); // published with the next batch of completions
+  }
+
+  /// Receiving paused: a multishot receive is cancelled (what it brings until then still completes);
+  /// a single-shot one is left to complete, and is not re-armed.
+  void pause_recv(io_object& io) {
+    if (!io.recv_pending || !buffers_.is_open() || io.recv_pause_cancelling) return;
+    io.recv_pause_cancelling = true;
+    cancel_user_data(tag(&io, op_recv));
   }
 
   /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished.
@@ -170,11 +178,24 @@ private:
     case op_recv: {
       auto& io = *static_cast<io_object*>(object);
       const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
-      if (!more && buffers_.is_open() && !io.cancel_requested) {
+      int result = cqe.res;
+      if (!more && io.recv_pause_cancelling) {
+        // The multishot receive ended, by the pause's cancel or otherwise. If receiving resumed
+        // meanwhile, carry on receiving; if not, its end is no error (-ECANCELED tells the loop).
+        io.recv_pause_cancelling = false;
+        if (result == -ECANCELED || result == -ENOBUFS) {
+          if (!io.recv_paused && !io.cancel_requested) {
+            start_recv(io);
+            break;
+          }
+          result = -ECANCELED;
+        }
+      }
+      if (!more && buffers_.is_open() && !io.cancel_requested && !io.recv_paused) {
         // The ring was empty for a moment (its buffers come back before the next submission), or
         // this kernel has buffer rings but not multishot receive: receive again, unseen by the loop.
-        if (cqe.res == -ENOBUFS || (cqe.res == -EINVAL && multishot_)) {
-          if (cqe.res == -EINVAL) multishot_ = false;
+        if (result == -ENOBUFS || (result == -EINVAL && multishot_)) {
+          if (result == -EINVAL) multishot_ = false;
           start_recv(io);
           break;
         }
@@ -185,11 +206,11 @@ private:
       std::byte* data = io.recv_buffer;
       if (from_ring) {
         auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-        const bool lendable = cqe.res > 0 && (lent_ + 1) * 2 <= buffer_count_;
+        const bool lendable = result > 0 && (lent_ + 1) * 2 <= buffer_count_;
         data = buffers_.buffer(id);
-        current_ = {data, lendable ? static_cast<std::size_t>(cqe.res) : 0, id, lendable, false};
+        current_ = {data, lendable ? static_cast<std::size_t>(result) : 0, id, lendable, false};
       }
-      sink.on_received(*this, io, cqe.res, data); // may free `io`: do not touch it after
+      sink.on_received(*this, io, result, data); // may free `io`: do not touch it after
       if (from_ring) {
         current_.lendable = false;
         if (!current_.lent) buffers_.recycle(current_.id);

@@ -19,6 +19,7 @@
 #include <system_error>
 #include <thread>
 
+#include "iocp/detail/inline.hpp"
 #include "iocp/detail/linux/socket_ops.hpp"
 
 namespace iocp::detail {
@@ -117,7 +118,7 @@ public:
   std::uint32_t features() const noexcept { return features_; }
 
   /// A zeroed SQE to fill, or nullptr when the submission queue is full (submit, then retry).
-  io_uring_sqe* get_sqe() noexcept {
+  IOCP_ALWAYS_INLINE io_uring_sqe* get_sqe() noexcept {
     // The kernel's head only matters when the queue looks full: read it then, not every time.
     if (local_sq_tail_ - cached_sq_head_ >= sq_entries_) {
       cached_sq_head_ = std::atomic_ref(*sq_head_).load(std::memory_order_acquire);

@@ -29,6 +29,8 @@ struct io_object {
   bool recv_pending = false;
   bool send_pending = false;
   bool cancel_requested = false;
+  // The loop paused receiving: a pending receive completes into the loop's hold, none is re-armed.
+  bool recv_paused = false;
   // The socket is associated with the owning thread's completion port (on its first operation).
   bool associated = false;
   // Where a receive lands: an overlapped receive needs its own buffer until it completes.

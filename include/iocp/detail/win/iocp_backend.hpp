@@ -123,6 +123,10 @@ public:
 
   /// Every pending operation of `io` completes soon, with ERROR_OPERATION_ABORTED if it had not
   /// finished.
+  /// Receiving paused: the pending receive completes when data comes (the loop holds it) and is
+  /// not re-armed. Cancelling it instead could lose the bytes it had already taken.
+  void pause_recv(io_object&) noexcept {}
+
   void cancel(io_object& io) {
     io.cancel_requested = true;
     if ((io.recv_pending || io.send_pending) && io.fd != INVALID_SOCKET)

@@ -1,0 +1,70 @@
+// Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#pragma once
+
+// The server-wide cap on queued send bytes (server_options::max_send_queue_total), without an
+// atomic operation per message: each I/O thread reserves from the shared total in chunks and
+// counts its own connections' bytes against what it holds. A thread gives chunks back once it
+// holds several more than it uses, so the slack is a few chunks per thread.
+
+#include <atomic>
+#include <cstddef>
+
+namespace iocp::detail {
+
+class shared_send_budget {
+public:
+  explicit shared_send_budget(std::size_t limit) noexcept : limit_(limit) {}
+
+  bool reserve(std::size_t n) noexcept {
+    std::size_t before = reserved_.fetch_add(n, std::memory_order_relaxed);
+    if (before + n <= limit_ && before + n >= before) return true;
+    reserved_.fetch_sub(n, std::memory_order_relaxed);
+    return false;
+  }
+  void release(std::size_t n) noexcept { reserved_.fetch_sub(n, std::memory_order_relaxed); }
+  std::size_t reserved() const noexcept { return reserved_.load(std::memory_order_relaxed); }
+
+private:
+  std::atomic<std::size_t> reserved_{0};
+  std::size_t limit_;
+};
+
+/// One I/O thread's share: touched only by that thread.
+class local_send_budget {
+public:
+  static constexpr std::size_t chunk = 64 * 1024;
+
+  explicit local_send_budget(shared_send_budget& shared) noexcept : shared_(shared) {}
+  local_send_budget(const local_send_budget&) = delete;
+  local_send_budget& operator=(const local_send_budget&) = delete;
+  ~local_send_budget() { shared_.release(reserved_); }
+
+  /// Whether `n` more bytes may be queued; reserves what is missing from the shared total.
+  bool admit(std::size_t n) noexcept {
+    if (n <= reserved_ - queued_) return true;
+    std::size_t missing = n - (reserved_ - queued_);
+    std::size_t want = (missing + chunk - 1) / chunk * chunk;
+    if (want < missing || !shared_.reserve(want)) return false;
+    reserved_ += want;
+    return true;
+  }
+  /// Bytes admitted and now queued; bytes sent or dropped.
+  void add(std::size_t n) noexcept { queued_ += n; }
+  void remove(std::size_t n) noexcept {
+    queued_ -= n;
+    if (reserved_ - queued_ > 4 * chunk) {
+      std::size_t give = (reserved_ - queued_ - chunk) / chunk * chunk;
+      shared_.release(give);
+      reserved_ -= give;
+    }
+  }
+  std::size_t queued() const noexcept { return queued_; }
+
+private:
+  shared_send_budget& shared_;
+  std::size_t queued_ = 0;
+  std::size_t reserved_ = 0;
+};
+
+} // namespace iocp::detail
