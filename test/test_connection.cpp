@@ -1,15 +1,21 @@
 // Copyright (c) 2026 The iocp authors. Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 
-// The connection state machine on both Linux backends, over real loopback sockets: half-close in
-// either direction, graceful disconnect after queued data, the linger timeout, abort, stale ids,
-// constructor failures, stop and destruction with busy connections, sends from other threads,
-// per-connection state, throwing callbacks, stopping from inside a callback, shutdown(receive), peer
-// resets, and a server leaving the thread that made it undisturbed.
+// The connection state machine on every backend (io_uring and epoll on Linux, IOCP on Windows,
+// where it runs under Wine), over real loopback sockets: half-close in either direction, graceful
+// disconnect after queued data, the linger timeout, abort, stale ids, constructor failures, stop and
+// destruction with busy connections, sends from other threads, per-connection state, throwing
+// callbacks, stopping from inside a callback, shutdown(receive), peer resets, and a server leaving
+// the thread that made it undisturbed.
 #define BOOST_TEST_MODULE connection
 #include "boost_test.hpp"
 
+#if defined(_WIN32)
+#include "iocp/detail/win/windows_headers.hpp"
+#include <iphlpapi.h> // GetTcpTable: a connection's TCP state
+#else
 #include <netinet/tcp.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -105,7 +111,15 @@ std::string describe(std::error_code e) {
   return std::string(e.category().name()) + ":" + std::to_string(e.value()) + " (" + e.message() + ")";
 }
 
-std::string errno_name(int e) { return e == 0 ? "EOF" : std::to_string(e) + " (" + std::strerror(e) + ")"; }
+/// What a client call ended with: 0 (the FIN), an errno value, or (Windows) a Winsock code that
+/// posix_error() left as it was.
+std::string errno_name(int e) {
+  if (e == 0) return "EOF";
+#if defined(_WIN32)
+  if (e >= WSABASEERR) return std::to_string(e) + " (" + socket_category().message(e) + ")";
+#endif
+  return std::to_string(e) + " (" + std::strerror(e) + ")";
+}
 
 // `actual` (a std::error_code) equals `expected` (an iocp::errc or std::errc), with both in the log.
 #define CHECK_CODE(actual, expected)                                                                         \
@@ -123,26 +137,74 @@ bool contains(std::span<const std::byte> data, char c) {
   return std::find(data.begin(), data.end(), static_cast<std::byte>(c)) != data.end();
 }
 
+#if defined(_WIN32)
+constexpr int tcp_closed = MIB_TCP_STATE_CLOSED;
+
+/// The TCP state of a client socket (MIB_TCP_STATE_ESTAB, _CLOSE_WAIT, _CLOSED, ...). Windows has no
+/// TCP_INFO: a socket whose connection has ended is no longer connected (getpeername fails with
+/// WSAENOTCONN, as Linux's fails with ENOTCONN in TCP_CLOSE) and has left the TCP table; a live one
+/// is found in the table (GetTcpTable; Wine reads the host's) by its four-tuple.
+int tcp_state(native_socket fd) {
+  sockaddr_in local{}, remote{};
+  int len = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return -1;
+  len = sizeof remote;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &len) != 0)
+    return ::WSAGetLastError() == WSAENOTCONN ? MIB_TCP_STATE_CLOSED : -1;
+  std::vector<char> buffer;
+  ULONG size = 0;
+  DWORD rc;
+  do {
+    buffer.resize(size + sizeof(MIB_TCPTABLE));
+    size = static_cast<ULONG>(buffer.size());
+    rc = ::GetTcpTable(reinterpret_cast<MIB_TCPTABLE*>(buffer.data()), &size, FALSE);
+  } while (rc == ERROR_INSUFFICIENT_BUFFER);
+  if (rc != NO_ERROR) return -1;
+  const auto& table = *reinterpret_cast<const MIB_TCPTABLE*>(buffer.data());
+  for (DWORD i = 0; i < table.dwNumEntries; ++i) {
+    const MIB_TCPROW& row = table.table[i];
+    if (row.dwLocalAddr == local.sin_addr.s_addr && static_cast<u_short>(row.dwLocalPort) == local.sin_port &&
+        row.dwRemoteAddr == remote.sin_addr.s_addr &&
+        static_cast<u_short>(row.dwRemotePort) == remote.sin_port)
+      return static_cast<int>(row.dwState);
+  }
+  return MIB_TCP_STATE_CLOSED;
+}
+#else
+constexpr int tcp_closed = TCP_CLOSE;
+
 /// The kernel's TCP state of a client socket (TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE, ...).
-int tcp_state(int fd) {
+int tcp_state(native_socket fd) {
   tcp_info info{};
   socklen_t len = sizeof info;
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return -1;
   return info.tcpi_state;
 }
+#endif
 
 /// The client socket received a reset: only a reset takes a socket that has not closed itself to
-/// TCP_CLOSE (a FIN alone leaves it in TCP_CLOSE_WAIT).
-bool saw_reset(int fd) {
-  return wait_until([&] { return tcp_state(fd) == TCP_CLOSE; }, 5s);
+/// the closed state (a FIN alone leaves it in CLOSE_WAIT).
+bool saw_reset(native_socket fd) {
+  return wait_until([&] { return tcp_state(fd) == tcp_closed; }, 5s);
+}
+
+/// A client read that ended with `end` (read_until_closed) ended in a reset, not in the FIN of a
+/// graceful close. Under Wine (8) a recv reports the reset (WSAECONNRESET) only if it was already
+/// waiting when the reset came; once the reset has arrived, recv reads an end of stream (Wine's own
+/// polling of the socket seems to take the error first; WSAPoll then says POLLHUP | POLLERR). The
+/// reset still shows in the socket's state (no connection left, where a FIN leaves CLOSE_WAIT), so
+/// on Windows that counts too; what Wine cannot show then is whether a FIN came before the reset.
+bool ended_in_reset(native_socket fd, int end) {
+#if defined(_WIN32)
+  return end == ECONNRESET || (end == 0 && saw_reset(fd));
+#else
+  (void)fd;
+  return end == ECONNRESET;
+#endif
 }
 
 /// Nothing to read and no EOF yet, right now.
-bool nothing_pending(int fd) {
-  std::byte b;
-  ssize_t r = ::recv(fd, &b, 1, MSG_DONTWAIT);
-  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
+bool nothing_pending(native_socket fd) { return !readable_now(fd); }
 
 /// How connecting to the port fails (success if it does not): ECONNREFUSED once nobody listens.
 std::error_code connect_error(std::uint16_t port) {
@@ -152,13 +214,6 @@ std::error_code connect_error(std::uint16_t port) {
     return e.code();
   }
   return {};
-}
-
-std::uint16_t local_port_of(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  return ntohs(a.sin_port);
 }
 
 /// Every on_connected had exactly one on_disconnected.
@@ -449,7 +504,7 @@ struct busy_client {
   ~busy_client() {
     // Only if the test ended early: unblock both threads.
     if (writer.joinable()) {
-      ::shutdown(socket.get(), SHUT_RDWR);
+      shutdown_both(socket.get());
       writer.join();
     }
     if (reader.valid()) reader.wait();
@@ -461,13 +516,14 @@ std::vector<std::unique_ptr<busy_client>> start_busy_clients(std::uint16_t port,
   for (int i = 0; i < count; ++i) {
     auto c = std::make_unique<busy_client>();
     c->socket = connect_local(port);
-    int fd = c->socket.get();
+    native_socket fd = c->socket.get();
     c->writer = std::thread([fd, p = c.get()] {
       std::vector<std::byte> chunk(16384, std::byte{0x42});
       for (;;) {
-        ssize_t r = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
-        if (r < 0 && errno != EINTR) {
-          p->writer_errno = errno;
+        if (send_some(fd, chunk.data(), chunk.size()) < 0) {
+          int e = posix_error(last_socket_error());
+          if (e == EINTR) continue;
+          p->writer_errno = e;
           return;
         }
       }
@@ -681,8 +737,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(linger_timeout_resets_a_peer_that_never_closes, Co
   BOOST_TEST(waited < 5s);
   BOOST_TEST(saw_reset(s.get()), "TCP state " << tcp_state(s.get()));
   // A reset socket refuses to send.
-  ssize_t n = ::send(s.get(), "x", 1, MSG_NOSIGNAL);
-  int e = errno;
+  io_result n = send_some(s.get(), bytes_of("x").data(), 1);
+  int e = posix_error(last_socket_error());
   BOOST_TEST(n < 0);
   BOOST_TEST((e == EPIPE || e == ECONNRESET), errno_name(e));
   check_balanced(record);
@@ -728,7 +784,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(abort_resets_the_peer, Config, backend_configs) {
     iocp::connection_id id = wait_connected(record, 1);
     send_all(s.get(), "A");
     int end = read_until_closed(s.get());
-    BOOST_TEST(end == ECONNRESET, errno_name(end));
+    BOOST_TEST(ended_in_reset(s.get(), end), errno_name(end));
     CHECK_CODE(wait_reason(record, id), std::errc::connection_aborted);
     BOOST_REQUIRE(log.done.load());
     std::vector<std::error_code> r = log.get_results();
@@ -744,7 +800,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(abort_resets_the_peer, Config, backend_configs) {
     BOOST_TEST(text(recv_exact(s.get(), 5)) == "hello");
     BOOST_TEST(!server.abort(id));
     int end = read_until_closed(s.get());
-    BOOST_TEST(end == ECONNRESET, errno_name(end));
+    BOOST_TEST(ended_in_reset(s.get(), end), errno_name(end));
     CHECK_CODE(wait_reason(record, id), std::errc::connection_aborted);
     CHECK_CODE(server.abort(id), iocp::errc::unknown_connection);
   }
@@ -770,7 +826,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(abort_resets_the_peer, Config, backend_configs) {
     CHECK_CODE(wait_reason(record, id), std::errc::connection_aborted);
     BOOST_TEST(record.bytes_sent < sent_before + (std::size_t{32} << 20));
     int end = read_until_closed(s.get());
-    BOOST_TEST(end == ECONNRESET, errno_name(end));
+    BOOST_TEST(ended_in_reset(s.get(), end), errno_name(end));
   }
   BOOST_TEST(server.connection_count() == 0u);
   check_balanced(record);
@@ -849,12 +905,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(constructor_failures_throw_the_real_cause, Config,
     CHECK_CODE(construct(o), std::errc::address_in_use);
   }
   BOOST_TEST_CONTEXT("port in use by a plain listening socket") {
-    socket_fd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    BOOST_REQUIRE(::listen(l.get(), 4) == 0);
+    socket_fd l = listen_local();
     auto o = Config::options();
     o.port = local_port_of(l.get());
     CHECK_CODE(construct(o), std::errc::address_in_use);
@@ -878,18 +929,21 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(constructor_failures_throw_the_real_cause, Config,
       CHECK_CODE(construct(o), std::errc::invalid_argument);
     }
   }
-  BOOST_TEST_CONTEXT("5000 threads, after the port was bound: the port is released") {
-    std::uint16_t port = first.local_endpoint().port();
-    BOOST_TEST(!first.stop());
-    auto o = Config::options();
-    o.port = port;
-    o.threads = 5000;
-    CHECK_CODE(construct(o), std::errc::invalid_argument);
-    o.threads = 2;
-    server_t again(o, echo_handler{{&record}});
-    socket_fd s = connect_local(port);
-    send_all(s.get(), "still works");
-    BOOST_TEST(text(recv_exact(s.get(), 11)) == "still works");
+  // (Only a thread pool takes options.threads; single_threaded has one thread whatever it says.)
+  if constexpr (server_t::threading_policy_type::multi_threaded) {
+    BOOST_TEST_CONTEXT("5000 threads, after the port was bound: the port is released") {
+      std::uint16_t port = first.local_endpoint().port();
+      BOOST_TEST(!first.stop());
+      auto o = Config::options();
+      o.port = port;
+      o.threads = 5000;
+      CHECK_CODE(construct(o), std::errc::invalid_argument);
+      o.threads = 2;
+      server_t again(o, echo_handler{{&record}});
+      socket_fd s = connect_local(port);
+      send_all(s.get(), "still works");
+      BOOST_TEST(text(recv_exact(s.get(), 11)) == "still works");
+    }
   }
   // A constructor that throws has no server: no callback ever runs for it.
   BOOST_TEST(failing.server_closed == 0);
@@ -1238,7 +1292,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(throwing_callback_aborts_only_its_connection, Conf
     iocp::connection_id id = wait_connected(record, 2);
     send_all(s.get(), "boom!");
     int end = read_until_closed(s.get());
-    BOOST_TEST(end == ECONNRESET, errno_name(end));
+    BOOST_TEST(ended_in_reset(s.get(), end), errno_name(end));
     CHECK_CODE(wait_reason(record, id), iocp::errc::handler_exception);
   }
   BOOST_TEST_CONTEXT("on_connected throws") {
@@ -1247,7 +1301,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(throwing_callback_aborts_only_its_connection, Conf
     iocp::connection_id id = wait_connected(record, 3);
     throw_on_connect = false;
     int end = read_until_closed(s.get());
-    BOOST_TEST(end == ECONNRESET, errno_name(end));
+    BOOST_TEST(ended_in_reset(s.get(), end), errno_name(end));
     CHECK_CODE(wait_reason(record, id), iocp::errc::handler_exception);
   }
   {
@@ -1368,21 +1422,16 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(the_constructing_thread_is_not_interrupted_by_the_
                               backend_configs) {
   // An application thread that creates and destroys a server goes on with its own blocking calls.
   // A timed recv() on an idle loopback connection that has nothing to do with the server must end
-  // with its timeout (EAGAIN), never with EINTR: no signal is ever sent to this thread.
-  socket_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  BOOST_REQUIRE(::listen(listener.get(), 4) == 0);
+  // with its timeout (EAGAIN), never with EINTR: no signal is ever sent to this thread. (Windows:
+  // the timeout is WSAETIMEDOUT, an interruption WSAEINTR; client.hpp's posix_error() names them.)
+  socket_fd listener = listen_local();
   socket_fd idle = connect_local(local_port_of(listener.get()));
   socket_fd idle_peer(::accept(listener.get(), nullptr, nullptr));
   BOOST_REQUIRE(static_cast<bool>(idle_peer));
-  timeval tv{0, 150'000};
-  ::setsockopt(idle.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  set_timeout(idle.get(), SO_RCVTIMEO, 150ms);
   auto timed_recv = [&] {
     std::byte b;
-    return ::recv(idle.get(), &b, 1, 0) < 0 ? errno : 0;
+    return recv_some(idle.get(), &b, 1) < 0 ? posix_error(last_socket_error()) : 0;
   };
 
   // Servers of earlier cases may still disturb this thread for a moment: start from a quiet one, so

@@ -3,8 +3,8 @@
 
 // The small value types of the public API: iocp::endpoint (numeric IPv4/IPv6 parsing and RFC 5952
 // printing, checked against hand-written cases and, on many random addresses, against the C
-// library's inet_pton/inet_ntop), iocp::connection_id, the iocp error category and the backend
-// names.
+// library's inet_pton/inet_ntop), iocp::connection_id, the iocp error category (and on Windows the
+// backend's category of Win32/Winsock codes) and the backend names.
 #define BOOST_TEST_MODULE endpoint
 #include "boost_test.hpp"
 
@@ -22,6 +22,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <system_error>
 #include <unordered_set>
 
 #include "iocp/iocp.hpp"
@@ -600,6 +601,66 @@ BOOST_AUTO_TEST_CASE(error_category_names_and_messages) {
   std::error_code sys(static_cast<int>(iocp::errc::unknown_connection), std::system_category());
   BOOST_TEST((sys != iocp::make_error_code(iocp::errc::unknown_connection)));
 }
+
+#if defined(_WIN32)
+// The Windows backend's errors: real messages (mingw's std::system_category() says "Unknown error
+// code" wherever FormatMessage has no text, as under Wine for most Winsock codes), and the same
+// std::errc comparisons as the Linux backends' errno codes.
+BOOST_AUTO_TEST_CASE(windows_errors_have_messages_and_generic_conditions) {
+  const std::error_category& cat = iocp::detail::windows_category();
+  BOOST_TEST(&iocp::detail::errno_code(WSAECONNRESET).category() == &cat);
+  BOOST_TEST_MESSAGE("10054: " << cat.message(10054));
+  for (int code :
+       std::initializer_list<int>{WSAECONNRESET, WSAEADDRINUSE, WSAEADDRNOTAVAIL, WSAECONNABORTED,
+                                  WSAENOTCONN, WSAETIMEDOUT, WSAECONNREFUSED, WSAENOBUFS, WSAEMFILE,
+                                  WSAESHUTDOWN, ERROR_OPERATION_ABORTED, ERROR_NETNAME_DELETED}) {
+    BOOST_TEST_CONTEXT("code " << code << ": '" << cat.message(code) << "'") {
+      std::string m = cat.message(code);
+      BOOST_TEST(!m.empty());
+      BOOST_TEST(m.find("Unknown error") == std::string::npos);
+      BOOST_TEST(m.find("Windows error") == std::string::npos);
+      BOOST_TEST((!m.empty() && m.back() != '\n' && m.back() != '\r'));
+    }
+  }
+  BOOST_TEST(cat.message(10054) != "Unknown error");
+  BOOST_TEST(!cat.message(10054).empty());
+  std::system_error thrown(iocp::detail::errno_code(WSAECONNRESET), "recv");
+  BOOST_TEST(std::string(thrown.what()).find(cat.message(WSAECONNRESET)) != std::string::npos);
+  // A code with no text at all still says which one it is.
+  BOOST_TEST(!cat.message(0x7ffffff0).empty());
+
+  struct mapping {
+    int code;
+    std::errc condition;
+  };
+  const mapping mapped[] = {
+      {WSAECONNRESET, std::errc::connection_reset},
+      {WSAECONNABORTED, std::errc::connection_aborted},
+      {WSAECONNREFUSED, std::errc::connection_refused},
+      {WSAEADDRINUSE, std::errc::address_in_use},
+      {WSAEADDRNOTAVAIL, std::errc::address_not_available},
+      {WSAETIMEDOUT, std::errc::timed_out},
+      {WSAENOTCONN, std::errc::not_connected},
+      {WSAENOBUFS, std::errc::no_buffer_space},
+      {WSAEMFILE, std::errc::too_many_files_open},
+      {WSAEINVAL, std::errc::invalid_argument},
+      {WSAEWOULDBLOCK, std::errc::operation_would_block},
+      {ERROR_OPERATION_ABORTED, std::errc::operation_canceled},
+      {ERROR_ACCESS_DENIED, std::errc::permission_denied},     // as std::system_category() maps it
+      {ERROR_NOT_ENOUGH_MEMORY, std::errc::not_enough_memory}, // likewise
+  };
+  for (const mapping& m : mapped) {
+    BOOST_TEST_CONTEXT("code " << m.code) {
+      BOOST_TEST((iocp::detail::errno_code(m.code) == m.condition));
+      BOOST_TEST((iocp::detail::errno_code(m.code) != std::errc::io_error));
+    }
+  }
+  // A code with no generic meaning keeps its own.
+  std::error_condition own = cat.default_error_condition(ERROR_NOT_FOUND);
+  BOOST_TEST(&own.category() == &cat);
+  BOOST_TEST(own.value() == ERROR_NOT_FOUND);
+}
+#endif
 
 BOOST_AUTO_TEST_CASE(operation_names) {
   BOOST_TEST(std::string(iocp::to_string(iocp::operation::accept)) == "accept");

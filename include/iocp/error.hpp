@@ -2,8 +2,9 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #pragma once
 
-// The library's own error codes. System failures are reported with std::system_category();
-// these cover what the operating system has no code for.
+// The library's own error codes. System failures are reported with std::system_category() (on
+// Windows: the same Win32/Winsock codes in detail::windows_category(), which has their messages and
+// compares them with std::errc); these cover what the operating system has no code for.
 
 #include <string>
 #include <system_error>

@@ -7,6 +7,7 @@
 // few differences (handle type, error numbers, timeouts, flags) stay in this file.
 
 #if defined(_WIN32)
+#include "iocp/detail/win/error_category.hpp"
 #include "iocp/detail/win/windows_headers.hpp"
 #else
 #include <arpa/inet.h>
@@ -44,6 +45,8 @@ inline constexpr int msg_nosignal = 0; // Winsock raises no SIGPIPE
 using io_result = int;
 inline int last_socket_error() noexcept { return ::WSAGetLastError(); }
 inline void close_native(native_socket s) noexcept { ::closesocket(s); }
+/// Winsock's codes in the library's category: readable messages, and comparable with std::errc.
+inline const std::error_category& socket_category() noexcept { return iocp::detail::windows_category(); }
 /// Winsock needs WSAStartup before a client's first socket (the server may not have run it yet).
 inline void ensure_sockets() {
   struct starter {
@@ -71,6 +74,7 @@ inline constexpr int msg_nosignal = MSG_NOSIGNAL;
 using io_result = ssize_t;
 inline int last_socket_error() noexcept { return errno; }
 inline void close_native(native_socket s) noexcept { ::close(s); }
+inline const std::error_category& socket_category() noexcept { return std::system_category(); }
 inline void ensure_sockets() {}
 inline int posix_error(int e) noexcept { return e; }
 #endif
@@ -101,32 +105,62 @@ private:
 };
 
 [[noreturn]] inline void fail_errno(const std::string& what) {
-  throw std::system_error(last_socket_error(), std::system_category(), what);
+  throw std::system_error(last_socket_error(), socket_category(), what);
 }
 
-inline void set_timeouts(native_socket fd, int seconds = io_timeout_seconds) {
+/// SO_RCVTIMEO or SO_SNDTIMEO: a blocking call on the socket fails after `timeout` (with EAGAIN, or
+/// WSAETIMEDOUT on Windows: posix_error() makes it EAGAIN).
+inline void set_timeout(native_socket fd, int option, std::chrono::milliseconds timeout) {
 #if defined(_WIN32)
-  DWORD ms = static_cast<DWORD>(seconds) * 1000;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
+  DWORD ms = static_cast<DWORD>(timeout.count());
+  ::setsockopt(fd, SOL_SOCKET, option, reinterpret_cast<const char*>(&ms), sizeof ms);
 #else
-  timeval tv{seconds, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
 #endif
 }
 
-/// A connected blocking socket to `to` (127.0.0.1 or ::1), optionally bound to a source address
-/// such as 127.0.0.7 first (spreads many connections over distinct four-tuples).
-inline socket_fd connect_to(const iocp::endpoint& to, const char* source_v4 = nullptr) {
+inline void set_timeouts(native_socket fd, int seconds = io_timeout_seconds) {
+  set_timeout(fd, SO_RCVTIMEO, std::chrono::seconds(seconds));
+  set_timeout(fd, SO_SNDTIMEO, std::chrono::seconds(seconds));
+}
+
+/// A TCP socket of the family, not inherited by child processes.
+inline socket_fd open_tcp_socket(int family) {
   ensure_sockets();
-  int family = to.is_v4() ? AF_INET : AF_INET6;
 #if defined(_WIN32)
   socket_fd s(::socket(family, SOCK_STREAM, IPPROTO_TCP));
 #else
   socket_fd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
 #endif
   if (!s) fail_errno("socket");
+  return s;
+}
+
+/// A plain socket listening on 127.0.0.1 at an ephemeral port (not a server of this library).
+inline socket_fd listen_local(int backlog = 4) {
+  socket_fd s = open_tcp_socket(AF_INET);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) fail_errno("bind");
+  if (::listen(s.get(), backlog) != 0) fail_errno("listen");
+  return s;
+}
+
+/// The local port a socket is bound to.
+inline std::uint16_t local_port_of(native_socket fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+/// A connected blocking socket to `to` (127.0.0.1 or ::1), optionally bound to a source address
+/// such as 127.0.0.7 first (spreads many connections over distinct four-tuples).
+inline socket_fd connect_to(const iocp::endpoint& to, const char* source_v4 = nullptr) {
+  socket_fd s = open_tcp_socket(to.is_v4() ? AF_INET : AF_INET6);
   set_timeouts(s.get());
   if (source_v4) {
 #if defined(IP_BIND_ADDRESS_NO_PORT)
@@ -248,6 +282,28 @@ inline void shutdown_write(native_socket fd) {
 #else
   if (::shutdown(fd, SHUT_WR) != 0) fail_errno("shutdown");
 #endif
+}
+
+/// Shuts both directions (wakes this socket's blocked readers and writers); errors are ignored.
+inline void shutdown_both(native_socket fd) noexcept {
+#if defined(_WIN32)
+  ::shutdown(fd, SD_BOTH);
+#else
+  ::shutdown(fd, SHUT_RDWR);
+#endif
+}
+
+/// Whether a read would return at once (data, the FIN or an error is waiting), without reading.
+inline bool readable_now(native_socket fd) {
+#if defined(_WIN32)
+  WSAPOLLFD p{fd, POLLRDNORM, 0};
+  int r = ::WSAPoll(&p, 1, 0);
+#else
+  pollfd p{fd, POLLIN, 0};
+  int r = ::poll(&p, 1, 0);
+#endif
+  if (r < 0) fail_errno("poll");
+  return r > 0;
 }
 
 /// Makes close() send a reset.

@@ -43,7 +43,9 @@ struct iocp_lockfree_plain_pool    : config<iocp::backend::iocp, iocp::plain_all
 using all_configs = std::tuple<iocp_mutex_pooled_single, iocp_mutex_pooled_pool, iocp_mutex_plain_single,
                                iocp_mutex_plain_pool, iocp_lockfree_pooled_single, iocp_lockfree_pooled_pool,
                                iocp_lockfree_plain_single, iocp_lockfree_plain_pool>;
-using backend_configs = std::tuple<iocp_mutex_pooled_pool>;
+/// For the behaviour tests: the thread pool (thread 0 accepts and hands connections to the other
+/// threads) and one thread (thread 0 keeps every connection), with either map.
+using backend_configs = std::tuple<iocp_mutex_pooled_pool, iocp_lockfree_pooled_single>;
 #else
 // clang-format off
 struct uring_mutex_pooled_single   : config<iocp::backend::io_uring, iocp::pooled_allocator, iocp::mutex_map, iocp::single_threaded> {};

@@ -112,8 +112,8 @@ public:
     io.send_op.owner = &io;
     io.send_op.overlapped = OVERLAPPED{};
     if (!associate(io, io.send_op)) return;
-    // One operation carries at most 1 GiB; the loop sends the rest when this completes.
-    WSABUF buffer{static_cast<ULONG>((std::min<std::size_t>)(size, 1u << 30)),
+    // At most max_send_size per operation; the loop sends the rest when this completes.
+    WSABUF buffer{static_cast<ULONG>((std::min<std::size_t>)(size, max_send_size)),
                   const_cast<char*>(reinterpret_cast<const char*>(data))};
     if (::WSASend(io.fd, &buffer, 1, nullptr, 0, &io.send_op.overlapped, nullptr) != 0) {
       int e = ::WSAGetLastError();
@@ -180,6 +180,11 @@ public:
 
 private:
   static constexpr ULONG_PTR wake_key = 1;
+  /// An overlapped send completes only once all of its bytes are taken, and its pages stay locked
+  /// until then: one of many MiB to a peer that reads slowly would report nothing (no on_sent, no
+  /// drop in queued_bytes) for as long as the peer takes, and could fail with WSAENOBUFS. So a send
+  /// carries at most 64 KiB (as Asio's composed writes do), and completions follow the peer's pace.
+  static constexpr std::size_t max_send_size = 64 * 1024;
   static constexpr ULONG max_entries = 256;
 
   struct ready_completion {

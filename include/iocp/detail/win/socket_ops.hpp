@@ -4,7 +4,8 @@
 
 // Winsock helpers with the names and meaning of detail/linux/socket_ops.hpp, so the event loop
 // is the same on both. Errors are Win32/WSA codes (they fit in an int, as errno values do), carried
-// negated in completion results and reported in std::system_category().
+// negated in completion results and reported in windows_category() (detail/win/error_category.hpp:
+// real messages, and comparisons with std::errc as on Linux).
 
 #include "iocp/detail/win/windows_headers.hpp"
 
@@ -14,6 +15,7 @@
 #include <string>
 #include <system_error>
 
+#include "iocp/detail/win/error_category.hpp"
 #include "iocp/detail/win/io_object.hpp"
 #include "iocp/endpoint.hpp"
 
@@ -23,7 +25,7 @@ using socket_handle = SOCKET;
 inline constexpr socket_handle invalid_socket = INVALID_SOCKET;
 
 /// A native error number (a Win32 or WSA code here) as an error_code.
-inline std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
+inline std::error_code errno_code(int e) noexcept { return {e, windows_category()}; }
 inline std::error_code last_error() noexcept { return errno_code(::WSAGetLastError()); }
 
 [[noreturn]] inline void throw_errno(int e, const std::string& what) {
