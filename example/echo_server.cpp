@@ -32,6 +32,12 @@ struct echo_handler {
   // (finish sending what is queued, then close our side).
   void on_received(auto& conn, std::span<const std::byte> data) { conn.send(data); }
 
+  // Backpressure: a client that sends without reading would make its echo queue grow. Above the
+  // high-water mark we stop reading from it (TCP flow control then slows it down), and read again
+  // once it has taken most of what is queued. Memory per connection stays near the mark.
+  void on_send_queue_high(auto& conn, std::size_t) { conn.pause_receiving(); }
+  void on_send_queue_low(auto& conn, std::size_t) { conn.resume_receiving(); }
+
   void on_server_error(std::error_code error, iocp::operation where) {
     // Accept-path errors are survived; say what happened without stopping.
     std::fprintf(stderr, "echo_server: %s: %s\n", iocp::to_string(where), error.message().c_str());
