@@ -178,12 +178,16 @@ inline std::optional<endpoint> endpoint::parse(std::string_view address, std::ui
   }
   std::uint32_t scope = 0;
   if (auto percent = address.find('%'); percent != std::string_view::npos) {
+    // Numeric scope ids only, of any 32-bit value: what address() prints for one the kernel reports.
     std::string_view digits = address.substr(percent + 1);
-    if (digits.empty() || digits.size() > 9) return std::nullopt; // numeric scope ids only
+    if (digits.empty()) return std::nullopt;
+    std::uint64_t value = 0;
     for (char c : digits) {
       if (c < '0' || c > '9') return std::nullopt;
-      scope = scope * 10 + static_cast<std::uint32_t>(c - '0');
+      value = value * 10 + static_cast<std::uint64_t>(c - '0');
+      if (value > UINT32_MAX) return std::nullopt;
     }
+    scope = static_cast<std::uint32_t>(value);
     address = address.substr(0, percent);
   }
   if (!detail::parse_ipv6(address, bytes.data())) return std::nullopt;
