@@ -300,6 +300,10 @@ BOOST_AUTO_TEST_CASE(ipv6_brackets) {
   BOOST_TEST(parse("::", 0)->to_string() == "[::]:0");
   for (auto s : {"[::1", "::1]", "[]", "[", "]", "[[::1]]", "[::1]:80", "[::1] ", " [::1]", "]::1["})
     check_rejected(s);
+  // Brackets are for IPv6 only (RFC 3986's IP-literal). parse() used to read "[1.2.3.4]" as 1.2.3.4
+  // (found by test/fuzz/fuzz_endpoint).
+  for (auto s : {"[1.2.3.4]", "[127.0.0.1]", "[0.0.0.0]", "[1.2.3.4%3]", "[1.2.3]"})
+    check_rejected(s);
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_malformed_is_rejected) {
