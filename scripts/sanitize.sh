@@ -9,12 +9,15 @@ bash scripts/setup.sh
 kind=${1:?usage: scripts/sanitize.sh thread|address [meson test args]}
 shift
 case "$kind" in
-  thread) sanitize=thread ;;
-  address) sanitize=address,undefined ;;
+  thread) sanitize=thread options=() ;;
+  # -O0: with ASan and UBSan, g++ -O2 takes about 8 times the CPU to build the tests (test_connection.cpp
+  # alone: 324 s against 39 s); the suite still runs in under a minute, and no check is lost.
+  address) sanitize=address,undefined options=(-Dbuildtype=debug) ;;
   *) echo "unknown sanitizer: $kind" >&2; exit 2 ;;
 esac
 build=${BUILD_DIR:-build-$kind}
-[ -f "$build/build.ninja" ] || meson setup "$build" -Db_sanitize="$sanitize" -Db_lundef=false -Dbenchmarks=false >/dev/null
+[ -f "$build/build.ninja" ] ||
+  meson setup "$build" -Db_sanitize="$sanitize" -Db_lundef=false -Dbenchmarks=false "${options[@]}" >/dev/null
 meson compile -C "$build"
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"

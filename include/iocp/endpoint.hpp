@@ -38,7 +38,9 @@ public:
     return e;
   }
 
-  /// Parses a numeric IPv4 ("127.0.0.1") or IPv6 ("::1", "fe80::1%3") address; no name lookup.
+  /// Parses a numeric IPv4 ("127.0.0.1") or IPv6 ("::1", "fe80::1%3", "[::1]") address; no name
+  /// lookup. IPv4 is a dotted quad without leading zeros, IPv6 what inet_pton reads, with an optional
+  /// numeric scope id and optional brackets.
   static std::optional<endpoint> parse(std::string_view address, std::uint16_t port = 0);
 
   constexpr family address_family() const noexcept { return family_; }
@@ -175,21 +177,29 @@ inline bool parse_ipv6(std::string_view s, std::uint8_t* out) noexcept {
 } // namespace detail
 
 inline std::optional<endpoint> endpoint::parse(std::string_view address, std::uint16_t port) {
-  if (address.size() >= 2 && address.front() == '[' && address.back() == ']')
+  // Brackets are the URL form of an IPv6 address (RFC 3986); an IPv4 address has none.
+  bool bracketed = false;
+  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
     address = address.substr(1, address.size() - 2);
+    bracketed = true;
+  }
   std::array<std::uint8_t, 16> bytes{};
   if (address.find(':') == std::string_view::npos) {
-    if (!detail::parse_ipv4(address, bytes.data())) return std::nullopt;
+    if (bracketed || !detail::parse_ipv4(address, bytes.data())) return std::nullopt;
     return v4({bytes[0], bytes[1], bytes[2], bytes[3]}, port);
   }
   std::uint32_t scope = 0;
   if (auto percent = address.find('%'); percent != std::string_view::npos) {
+    // Numeric scope ids only, of any 32-bit value: what address() prints for one the kernel reports.
     std::string_view digits = address.substr(percent + 1);
-    if (digits.empty() || digits.size() > 9) return std::nullopt; // numeric scope ids only
+    if (digits.empty()) return std::nullopt;
+    std::uint64_t value = 0;
     for (char c : digits) {
       if (c < '0' || c > '9') return std::nullopt;
-      scope = scope * 10 + static_cast<std::uint32_t>(c - '0');
+      value = value * 10 + static_cast<std::uint64_t>(c - '0');
+      if (value > UINT32_MAX) return std::nullopt;
     }
+    scope = static_cast<std::uint32_t>(value);
     address = address.substr(0, percent);
   }
   if (!detail::parse_ipv6(address, bytes.data())) return std::nullopt;
