@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "iocp/allocator.hpp"
+#include "iocp/detail/send_budget.hpp"
 #include "iocp/detail/send_queue.hpp"
 
 namespace {
@@ -139,15 +140,22 @@ private:
 
   void append_copy() {
     auto bytes = std::make_unique<std::vector<std::byte>>(next_bytes(next_size()));
-    queue_.append(alloc_, std::span<const std::byte>(*bytes));
-    model_append(*bytes);
+    const std::size_t before = queue_.bytes();
+    if (queue_.append(alloc_, budget_, std::span<const std::byte>(*bytes)))
+      model_append(*bytes);
+    else
+      check(queue_.bytes() == before, "a refused append queued something");
     bytes.reset(); // the queue must have copied them
   }
 
   void append_vector() {
     std::vector<std::byte> bytes = next_bytes(next_size());
-    model_append(bytes);
-    queue_.append(alloc_, std::move(bytes));
+    const std::vector<std::byte> copy = bytes;
+    const std::size_t before = queue_.bytes();
+    if (queue_.append(alloc_, budget_, std::move(bytes)))
+      model_append(copy);
+    else
+      check(queue_.bytes() == before, "a refused append queued something");
   }
 
   /// A receive buffer the backend lends (it may lend an empty span of it, as send() of an empty
@@ -181,7 +189,7 @@ private:
     check(front.data() == sent.data() && front.size() >= sent.size(), "the block in flight moved or shrank");
     const std::size_t n = in_.ConsumeIntegralInRange<std::size_t>(0, sent.size());
     consuming_to_ = total_consumed_ + n;
-    queue_.consume(alloc_, n, give_back());
+    queue_.consume(alloc_, budget_, n, give_back());
     total_consumed_ += n;
     consumed_in_model_ += n;
     if (consumed_in_model_ > max_queued) {
@@ -199,8 +207,9 @@ private:
   void clear() {
     in_flight_.reset();
     clearing_ = true;
-    queue_.clear(alloc_, give_back());
+    queue_.clear(alloc_, budget_, give_back());
     clearing_ = false;
+    check(budget_.queued() == 0, "the budget still counts memory after clear()");
     check(lent_.empty() && lent_order_.empty(), "clear() did not give back every lent buffer");
     total_consumed_ += unsent();
     model_.clear();
@@ -233,7 +242,11 @@ private:
 
   FuzzedDataProvider& in_;
   Allocator alloc_;
-  iocp::detail::send_queue<Allocator> queue_;
+  // The server-wide send-memory limit, sometimes small enough to refuse appends.
+  iocp::detail::shared_send_budget shared_budget_{
+      in_.ConsumeBool() ? SIZE_MAX : in_.ConsumeIntegralInRange<std::size_t>(0, 512 * 1024)};
+  iocp::detail::local_send_budget budget_{shared_budget_};
+  iocp::detail::send_queue<Allocator, iocp::detail::local_send_budget> queue_;
   std::string model_; // queued bytes; the first consumed_in_model_ are already sent
   std::size_t consumed_in_model_ = 0;
   std::uint64_t total_queued_ = 0, total_consumed_ = 0, consuming_to_ = 0;
