@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <map>
@@ -39,6 +40,23 @@ using namespace test_support;
 using namespace std::chrono_literals;
 
 namespace {
+
+/// The kernel's count of connections dropped because a listen queue was full (TcpExt
+/// ListenDrops, which includes ListenOverflows). A client may count such a connection as made (its
+/// handshake completed) and then reset it before a retransmitted ACK gets it queued: no server can
+/// see it. Tests that count connections allow for the drops that happened while they ran.
+long listen_drops() {
+  std::ifstream in("/proc/net/netstat");
+  std::string names, values;
+  while (std::getline(in, names) && std::getline(in, values)) {
+    if (names.rfind("TcpExt:", 0) != 0) continue;
+    std::istringstream n(names), v(values);
+    std::string name, value;
+    while (n >> name && v >> value)
+      if (name == "ListenDrops") return std::stol(value);
+  }
+  return 0;
+}
 
 // ---------------------------------------------------------------------------------------------
 // What the server saw (shared with the test's thread; no Boost.Test assertion on I/O threads).
@@ -542,6 +560,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(resets_racing_with_a_busy_echo_client, Config, eve
     }
     return n;
   };
+  const long drops_before = listen_drops();
   auto r1 = std::async(std::launch::async, resetter);
   auto r2 = std::async(std::launch::async, resetter);
   bool ok = true;
@@ -557,7 +576,16 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(resets_racing_with_a_busy_echo_client, Config, eve
   // Every connection made (the resets, the busy client, the last one) was accepted or reported,
   // and is closed.
   auto aborted = [&] { return seen.count_errors(std::errc::connection_aborted, iocp::operation::accept); };
-  BOOST_TEST(wait_until([&] { return seen.connected + aborted() == sent_resets + 2; }, 20s));
+  // A slow server (sanitizers, a loaded machine) may let the listen queue overflow: the kernel then
+  // drops connections no server can see; nothing else may be missing.
+  BOOST_TEST(wait_until(
+                 [&] {
+                   const long missing = sent_resets + 2 - (seen.connected + aborted());
+                   return missing == 0 || (missing > 0 && missing <= listen_drops() - drops_before);
+                 },
+                 20s),
+             "accepted " << seen.connected << " + aborted " << aborted() << " of " << sent_resets + 2
+                         << "; listen drops " << listen_drops() - drops_before);
   BOOST_TEST(wait_until([&] { return seen.connected == seen.disconnected; }, 20s));
   BOOST_TEST_MESSAGE(iocp::to_string(Config::io_backend)
                      << ": " << sent_resets << " resets, " << seen.connected
