@@ -258,7 +258,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(idle_connections_are_reset_and_active_ones_kept, C
   }
   BOOST_TEST(wait_until([&] { return record.disconnected_count() >= 1; }));
   BOOST_TEST((record.reason(idle_id) == std::optional<std::error_code>(iocp::errc::idle_timeout)));
-  BOOST_TEST(record.disconnected_count() == 1u);  // the busy one is still open
+  BOOST_TEST(record.disconnected_count() == 1u); // the busy one is still open
   int end = read_until_closed(idle.get());
 #if defined(_WIN32)
   // Under Wine a reset that arrived before the read may read as the end of the stream; the reason

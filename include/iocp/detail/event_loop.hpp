@@ -234,12 +234,14 @@ public:
       maybe_finalize(c);
       return;
     }
-    if (c.recv_paused) [[unlikely]] {
+    // Paused, or resumed with held input not yet delivered (an io_uring multishot receive may go on
+    // until the pause's cancel lands): new bytes go behind the held ones, never ahead of them.
+    if (c.recv_paused || c.held_) [[unlikely]] {
       hold(c, result, data);
     } else if (result > 0) {
       c.last_active_ns_ = now_ns_;
       deliver(c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
-      if (!c.closing_ && !c.peer_eof_ && !c.recv_pending && !c.recv_paused) backend.start_recv(c);
+      rearm_receive(backend, c);
     } else if (result == 0) {
       on_peer_eof(c);
     } else {
@@ -421,8 +423,12 @@ private:
     }
   }
 
+  template <class Backend>
+  IOCP_ALWAYS_INLINE void rearm_receive(Backend& backend, connection_type& c) {
+    if (!c.closing_ && !c.peer_eof_ && !c.recv_pending && !c.recv_paused && !c.held_) backend.start_recv(c);
+  }
   void rearm_receive(connection_type& c) {
-    if (!c.closing_ && !c.peer_eof_ && !c.recv_pending && !c.recv_paused && !c.held_) start_recv(c);
+    with_backend([&](auto& backend) { rearm_receive(backend, c); });
   }
 
   /// The receive side is done for the handler (shutdown(receive), disconnect): bytes still arriving
@@ -466,9 +472,6 @@ private:
 
   void start_accept(accept_context& ctx) {
     with_backend([&](auto& b) { b.start_accept(ctx); });
-  }
-  void start_recv(connection_type& c) {
-    with_backend([&](auto& b) { b.start_recv(c); });
   }
 
   bool accept_pending() const noexcept {
