@@ -125,9 +125,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(water_marks_are_reported_once_each_way_and_every_b
   auto options = Config::options();
   options.send_high_water_mark = 256 * 1024;
   options.send_low_water_mark = 64 * 1024;
-  constexpr std::size_t total = 4 << 20;
+  // Far more than the socket buffers can take (the client's receive buffer is kept small, the
+  // server's send buffer grows to a few MiB at most), so the queue cannot drain to the low mark
+  // before the client reads.
+  constexpr std::size_t total = 32 << 20;
   server_of<Config, pusher> server(options, counters.make(record, total));
   socket_fd s = connect_local(server.local_endpoint().port());
+  int small = 64 * 1024;
+  BOOST_REQUIRE(
+      ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, reinterpret_cast<const char*>(&small), sizeof small) == 0);
   // The client reads nothing yet: the queue rises above the high mark.
   BOOST_TEST(wait_until([&] { return counters.finished == 1; }));
   BOOST_TEST(counters.accepted == total);
