@@ -513,7 +513,9 @@ def run_callgrind(args, servers, work_dir):
     print("|---|---|---:|---:|---:|")
     for s in chosen:
         out_file = os.path.join(work_dir, f"callgrind.{s.name}.out")
-        wrapper = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out_file}", "--dump-instr=no",
+        # IOCP_BENCH_DUMP_INSTR=yes (with --keep): per-instruction costs, to read against objdump -d.
+        dump_instr = os.environ.get("IOCP_BENCH_DUMP_INSTR", "no")
+        wrapper = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out_file}", f"--dump-instr={dump_instr}",
                    "--compress-strings=no"]
         try:
             s.start(args.server_cpu, args.nice, wrapper=wrapper, timeout=120, probe=True)
