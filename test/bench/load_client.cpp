@@ -307,11 +307,6 @@ void wait_for_stdin_line() {
   while (::read(0, &c, 1) == 1 && c != '\n') {}
 }
 
-struct window {
-  std::int64_t start_ns = 0, end_ns = 0;
-  cpu_sample cpu_start, cpu_end;
-};
-
 struct report {
   std::uint64_t ops = 0;
   std::uint64_t bytes = 0;
@@ -321,6 +316,143 @@ struct report {
   std::uint64_t echoes = 0;     // room: own messages back
   std::uint64_t deliveries = 0; // room: other members' messages
 };
+
+struct window {
+  std::int64_t start_ns = 0, end_ns = 0;
+  cpu_sample cpu_start, cpu_end;
+};
+
+/// Binds `fd` to the i-th of the source addresses 127.0.0.2-127.0.0.250 (--spread), so that
+/// ephemeral ports last; the port is chosen at connect (IP_BIND_ADDRESS_NO_PORT).
+bool bind_spread_source(int fd, std::uint64_t i) {
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl((127u << 24) | std::uint32_t(2 + i % 249));
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  return ::bind(fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) == 0;
+}
+
+/// The i-th long-lived connection of echo and room mode: connected (blocking), then non-blocking,
+/// TCP_NODELAY, and registered with `ep` for input under key i. Any failure ends the program.
+int connect_client(const options& o, const sockaddr_in& server, int ep, unsigned i) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  if (o.spread > 0 && !bind_spread_source(fd, i)) die("bind");
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) die("connect");
+  set_nodelay(fd);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  epoll_set(ep, EPOLL_CTL_ADD, fd, EPOLLIN, i);
+  return fd;
+}
+
+/// The run's phases: warm-up, then the measured window. With --sync, the work in flight drains
+/// before and after the window, and the caller is told ("SYNC warm" / "SYNC measured") and waited
+/// for (a line on stdin), so that nothing moves while it zeroes or dumps counters.
+/// `open_window` / `close_window` snapshot the mode's own totals at the window's edges.
+template <class Open, class Close>
+class phase_clock {
+public:
+  enum class step {
+    go_on,   // keep working
+    resumed, // the window just opened after a --sync drain: issue work again
+    done,    // the window closed: report
+    stuck,   // a --sync drain did not finish within 10 s
+  };
+
+  phase_clock(const options& o, Open open_window, Close close_window)
+      : o_(o), open_(open_window), close_(close_window) {
+    const std::int64_t t0 = now_ns();
+    deadline_ = t0 + std::int64_t(o.warmup * 1e9);
+    if (o.warmup <= 0 && !o.sync) open_at(t0);
+  }
+
+  /// Whether new work may start (false while draining).
+  bool issuing() const noexcept { return phase_ == phase::warm_up || phase_ == phase::measure; }
+  bool measuring() const noexcept { return measuring_; }
+
+  /// Called every loop turn with the time and how much work is in flight.
+  step advance(std::int64_t t, std::uint64_t in_flight) {
+    switch (phase_) {
+    case phase::warm_up:
+      if (t < deadline_) return step::go_on;
+      if (o_.sync) return drain(phase::drain_before, t);
+      open_at(t);
+      return step::go_on;
+    case phase::drain_before:
+      if (in_flight == 0) {
+        std::printf("SYNC warm\n");
+        std::fflush(stdout);
+        wait_for_stdin_line();
+        open_at(now_ns());
+        return step::resumed;
+      }
+      return t > drain_limit_ ? step::stuck : step::go_on;
+    case phase::measure:
+      if (t < deadline_) return step::go_on;
+      if (o_.sync) return drain(phase::drain_after, t);
+      close_now();
+      return step::done;
+    case phase::drain_after:
+      if (in_flight == 0) {
+        close_now();
+        std::printf("SYNC measured\n");
+        std::fflush(stdout);
+        wait_for_stdin_line();
+        return step::done;
+      }
+      return t > drain_limit_ ? step::stuck : step::go_on;
+    }
+    return step::go_on;
+  }
+
+  /// The loop ended early (interrupted, every connection lost): close a window still open.
+  /// False if no window was completed.
+  bool finish() {
+    if (measuring_) close_now();
+    return closed_;
+  }
+
+private:
+  enum class phase { warm_up, drain_before, measure, drain_after };
+
+  step drain(phase next, std::int64_t t) {
+    phase_ = next;
+    drain_limit_ = t + 10'000'000'000;
+    return step::go_on;
+  }
+  void open_at(std::int64_t t) {
+    open_();
+    measuring_ = true;
+    phase_ = phase::measure;
+    deadline_ = t + std::int64_t(o_.duration * 1e9);
+  }
+  void close_now() {
+    close_();
+    measuring_ = false;
+    closed_ = true;
+  }
+
+  const options& o_;
+  Open open_;
+  Close close_;
+  phase phase_ = phase::warm_up;
+  std::int64_t deadline_ = 0;
+  std::int64_t drain_limit_ = 0;
+  bool measuring_ = false;
+  bool closed_ = false;
+};
+
+/// The window's edges in time and server CPU.
+void open_window(const options& o, window& w) {
+  w.cpu_start = read_server_cpu(o.server_pid);
+  w.start_ns = now_ns();
+}
+void close_window(const options& o, window& w, report& r) {
+  w.end_ns = now_ns();
+  w.cpu_end = read_server_cpu(o.server_pid);
+  r.seconds = double(w.end_ns - w.start_ns) / 1e9;
+}
 
 void print_room_report(const options& o, const report& r, const window& w) {
   double ops_per_s = r.seconds > 0 ? double(r.ops) / r.seconds : 0;
@@ -438,28 +570,12 @@ int run_echo(const options& o) {
   if (ep < 0) die("epoll_create1");
   std::vector<echo_conn> conns(o.connections);
   for (unsigned i = 0; i < o.connections; ++i) {
-    auto& c = conns[i];
-    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) die("socket");
-    if (o.spread) {
-      sockaddr_in src{};
-      src.sin_family = AF_INET;
-      src.sin_addr.s_addr = htonl((127u << 24) | (2 + i % 249));
-      int one = 1;
-      ::setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      if (::bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) die("bind");
-    }
-    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) die("connect");
-    set_nodelay(c.fd);
-    ::fcntl(c.fd, F_SETFL, ::fcntl(c.fd, F_GETFL) | O_NONBLOCK);
-    c.stamps.assign(o.depth, 0);
-    epoll_set(ep, EPOLL_CTL_ADD, c.fd, EPOLLIN, i);
+    conns[i].fd = connect_client(o, server, ep, i);
+    conns[i].stamps.assign(o.depth, 0);
   }
 
   report r;
   window w;
-  bool issuing = true;
-  bool measuring = false;
   std::uint64_t completed_total = 0, completed_at_start = 0;
   std::uint64_t in_flight = 0; // messages outstanding over all connections
   unsigned open_conns = o.connections;
@@ -510,80 +626,32 @@ int run_echo(const options& o) {
       if (!flush(i)) lose(i);
     }
   };
-  auto start_window = [&]() {
-    w.cpu_start = read_server_cpu(o.server_pid);
-    w.start_ns = now_ns();
-    completed_at_start = completed_total;
-    r.latency.clear();
-    r.errors = 0;
-    measuring = true;
-  };
-  auto end_window = [&]() {
-    w.end_ns = now_ns();
-    w.cpu_end = read_server_cpu(o.server_pid);
-    measuring = false;
-    r.ops = completed_total - completed_at_start;
-    r.bytes = r.ops * S;
-    r.seconds = double(w.end_ns - w.start_ns) / 1e9;
-  };
-
-  // Phases: 0 warm-up, 1 drain before the window (--sync), 2 measure, 3 drain after it (--sync).
-  const std::int64_t t0 = now_ns();
-  std::int64_t deadline = t0 + std::int64_t(o.warmup * 1e9);
-  int phase = 0;
-  if (o.warmup <= 0 && !o.sync) {
-    start_window();
-    phase = 2;
-    deadline = t0 + std::int64_t(o.duration * 1e9);
-  }
+  phase_clock clock(
+      o,
+      [&] {
+        open_window(o, w);
+        completed_at_start = completed_total;
+        r.latency.clear();
+        r.errors = 0;
+      },
+      [&] {
+        close_window(o, w, r);
+        r.ops = completed_total - completed_at_start;
+        r.bytes = r.ops * S;
+      });
   prime();
   std::vector<epoll_event> events(1024);
-  std::int64_t drain_limit = 0;
   bool verify_failed = false;
   for (;;) {
     if (interrupted) break;
     if (open_conns == 0) break;
-    std::int64_t t = now_ns();
-    if (phase == 0 && t >= deadline) {
-      if (o.sync) {
-        issuing = false;
-        phase = 1;
-        drain_limit = t + 10'000'000'000;
-      } else {
-        start_window();
-        phase = 2;
-        deadline = w.start_ns + std::int64_t(o.duration * 1e9);
-      }
-    }
-    if (phase == 1 && in_flight == 0) {
-      std::printf("SYNC warm\n");
-      std::fflush(stdout);
-      wait_for_stdin_line();
-      start_window();
-      phase = 2;
-      deadline = w.start_ns + std::int64_t(o.duration * 1e9);
-      issuing = true;
+    const auto step = clock.advance(now_ns(), in_flight);
+    if (step == decltype(clock)::step::done) break;
+    if (step == decltype(clock)::step::resumed) {
       prime();
       continue;
     }
-    if (phase == 2 && t >= deadline) {
-      if (o.sync) {
-        issuing = false;
-        phase = 3;
-        drain_limit = t + 10'000'000'000;
-      } else {
-        end_window();
-        break;
-      }
-    }
-    if (phase == 3 && in_flight == 0) {
-      end_window();
-      std::printf("SYNC measured\n");
-      std::fflush(stdout);
-      wait_for_stdin_line();
-      break;
-    }
-    if ((phase == 1 || phase == 3) && t > drain_limit) {
+    if (step == decltype(clock)::step::stuck) {
       std::fprintf(stderr, "load_client: %llu messages never came back\n",
                    static_cast<unsigned long long>(in_flight));
       return 1;
@@ -623,8 +691,8 @@ int run_echo(const options& o) {
             --in_flight;
             ++c.completed;
             ++completed_total;
-            if (measuring) r.latency.add(tn - stamp);
-            if (issuing) issue(c, tn);
+            if (clock.measuring()) r.latency.add(tn - stamp);
+            if (clock.issuing()) issue(c, tn);
           }
         }
       }
@@ -635,8 +703,7 @@ int run_echo(const options& o) {
       return 1;
     }
   }
-  if (measuring) end_window();
-  if (w.end_ns == 0) {
+  if (!clock.finish()) {
     std::fprintf(stderr, "load_client: stopped before the measured window ended\n");
     return 1;
   }
@@ -671,7 +738,7 @@ int run_churn(const options& o) {
 
   report r;
   window w;
-  bool issuing = true, measuring = false;
+  bool measuring = false; // mirrors the phase clock's, for finish() (defined before the clock)
   std::uint64_t done_total = 0, done_at_start = 0, errors_total = 0, errors_at_start = 0;
   unsigned busy = 0;
   std::uint64_t consecutive_failures = 0;
@@ -704,16 +771,9 @@ int run_churn(const options& o) {
     s.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s.fd < 0) die("socket");
     ++busy;
-    if (o.spread) {
-      sockaddr_in src{};
-      src.sin_family = AF_INET;
-      src.sin_addr.s_addr = htonl((127u << 24) | std::uint32_t(2 + source_counter++ % 249));
-      int one = 1;
-      ::setsockopt(s.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      if (::bind(s.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) {
-        finish(i, false, false);
-        return;
-      }
+    if (o.spread > 0 && !bind_spread_source(s.fd, source_counter++)) {
+      finish(i, false, false);
+      return;
     }
     set_nodelay(s.fd);
     if (::connect(s.fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0 &&
@@ -724,85 +784,38 @@ int run_churn(const options& o) {
     s.state = slot_state::connecting;
     epoll_set(ep, EPOLL_CTL_ADD, s.fd, EPOLLOUT, key(i));
   };
+  phase_clock clock(
+      o,
+      [&] {
+        open_window(o, w);
+        done_at_start = done_total;
+        errors_at_start = errors_total;
+        r.latency.clear();
+        measuring = true;
+      },
+      [&] {
+        close_window(o, w, r);
+        measuring = false;
+        r.ops = done_total - done_at_start;
+        r.errors = errors_total - errors_at_start;
+        r.bytes = r.ops * S;
+      });
   auto fill = [&]() {
-    if (!issuing) return;
+    if (!clock.issuing()) return;
     for (unsigned i = 0; i < o.connections; ++i)
       if (slots[i].state == slot_state::idle) start(i);
   };
-  auto start_window = [&]() {
-    w.cpu_start = read_server_cpu(o.server_pid);
-    w.start_ns = now_ns();
-    done_at_start = done_total;
-    errors_at_start = errors_total;
-    r.latency.clear();
-    measuring = true;
-  };
-  auto end_window = [&]() {
-    w.end_ns = now_ns();
-    w.cpu_end = read_server_cpu(o.server_pid);
-    measuring = false;
-    r.ops = done_total - done_at_start;
-    r.errors = errors_total - errors_at_start;
-    r.bytes = r.ops * S;
-    r.seconds = double(w.end_ns - w.start_ns) / 1e9;
-  };
-
-  const std::int64_t t0 = now_ns();
-  std::int64_t deadline = t0 + std::int64_t(o.warmup * 1e9);
-  int phase = 0;
-  if (o.warmup <= 0 && !o.sync) {
-    start_window();
-    phase = 2;
-    deadline = t0 + std::int64_t(o.duration * 1e9);
-  }
   fill();
   std::vector<epoll_event> events(1024);
-  std::int64_t drain_limit = 0;
   for (;;) {
     if (interrupted) break;
     if (consecutive_failures > 10000) {
       std::fprintf(stderr, "load_client: connections keep failing (%s)\n", std::strerror(errno));
       return 1;
     }
-    std::int64_t t = now_ns();
-    if (phase == 0 && t >= deadline) {
-      if (o.sync) {
-        issuing = false;
-        phase = 1;
-        drain_limit = t + 10'000'000'000;
-      } else {
-        start_window();
-        phase = 2;
-        deadline = w.start_ns + std::int64_t(o.duration * 1e9);
-      }
-    }
-    if (phase == 1 && busy == 0) {
-      std::printf("SYNC warm\n");
-      std::fflush(stdout);
-      wait_for_stdin_line();
-      start_window();
-      phase = 2;
-      deadline = w.start_ns + std::int64_t(o.duration * 1e9);
-      issuing = true;
-    }
-    if (phase == 2 && t >= deadline) {
-      if (o.sync) {
-        issuing = false;
-        phase = 3;
-        drain_limit = t + 10'000'000'000;
-      } else {
-        end_window();
-        break;
-      }
-    }
-    if (phase == 3 && busy == 0) {
-      end_window();
-      std::printf("SYNC measured\n");
-      std::fflush(stdout);
-      wait_for_stdin_line();
-      break;
-    }
-    if ((phase == 1 || phase == 3) && t > drain_limit) {
+    const auto step = clock.advance(now_ns(), busy);
+    if (step == decltype(clock)::step::done) break;
+    if (step == decltype(clock)::step::stuck) {
       std::fprintf(stderr, "load_client: %u connections never finished\n", busy);
       return 1;
     }
@@ -864,8 +877,7 @@ int run_churn(const options& o) {
       }
     }
   }
-  if (measuring) end_window();
-  if (w.end_ns == 0) {
+  if (!clock.finish()) {
     std::fprintf(stderr, "load_client: stopped before the measured window ended\n");
     return 1;
   }
@@ -905,25 +917,11 @@ int run_room(const options& o) {
       c.message[k] = static_cast<char>('a' + k % 23);
     std::memcpy(c.message.data(), &room_magic, 4);
     std::memcpy(c.message.data() + 4, &i, 4);
-    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) die("socket");
-    if (o.spread) {
-      sockaddr_in src{};
-      src.sin_family = AF_INET;
-      src.sin_addr.s_addr = htonl((127u << 24) | (2 + i % 249));
-      int one = 1;
-      ::setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      if (::bind(c.fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) die("bind");
-    }
-    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) die("connect");
-    set_nodelay(c.fd);
-    ::fcntl(c.fd, F_SETFL, ::fcntl(c.fd, F_GETFL) | O_NONBLOCK);
-    epoll_set(ep, EPOLL_CTL_ADD, c.fd, EPOLLIN, i);
+    c.fd = connect_client(o, server, ep, i);
   }
 
   report r;
   window w;
-  bool measuring = false;
   bool bad_frame = false;
   std::uint64_t echoes = 0, deliveries = 0, echoes_at_start = 0, deliveries_at_start = 0;
   unsigned open_conns = o.connections;
@@ -961,34 +959,24 @@ int run_room(const options& o) {
     c.unsent = S;
     if (!flush(i)) lose(i);
   };
-  auto start_window = [&]() {
-    w.cpu_start = read_server_cpu(o.server_pid);
-    w.start_ns = now_ns();
-    echoes_at_start = echoes;
-    deliveries_at_start = deliveries;
-    r.latency.clear();
-    r.errors = 0;
-    measuring = true;
-  };
-  auto end_window = [&]() {
-    w.end_ns = now_ns();
-    w.cpu_end = read_server_cpu(o.server_pid);
-    measuring = false;
-    r.echoes = echoes - echoes_at_start;
-    r.deliveries = deliveries - deliveries_at_start;
-    r.ops = r.echoes + r.deliveries;
-    r.bytes = r.ops * S;
-    r.seconds = double(w.end_ns - w.start_ns) / 1e9;
-  };
-
+  // Room mode has no --sync (parse refuses it): the clock only times the warm-up and the window.
+  phase_clock clock(
+      o,
+      [&] {
+        open_window(o, w);
+        echoes_at_start = echoes;
+        deliveries_at_start = deliveries;
+        r.latency.clear();
+        r.errors = 0;
+      },
+      [&] {
+        close_window(o, w, r);
+        r.echoes = echoes - echoes_at_start;
+        r.deliveries = deliveries - deliveries_at_start;
+        r.ops = r.echoes + r.deliveries;
+        r.bytes = r.ops * S;
+      });
   const std::int64_t t0 = now_ns();
-  std::int64_t deadline = t0 + std::int64_t(o.warmup * 1e9);
-  bool in_window = false;
-  if (o.warmup <= 0) {
-    start_window();
-    in_window = true;
-    deadline = t0 + std::int64_t(o.duration * 1e9);
-  }
   for (unsigned i = 0; i < o.connections; ++i)
     issue(i, t0);
   std::vector<epoll_event> events(1024);
@@ -998,15 +986,7 @@ int run_room(const options& o) {
     if (interrupted || open_conns == 0) break;
     std::int64_t t = now_ns();
     if (t > give_up) break;
-    if (t >= deadline) {
-      if (in_window) {
-        end_window();
-        break;
-      }
-      start_window();
-      in_window = true;
-      deadline = w.start_ns + std::int64_t(o.duration * 1e9);
-    }
+    if (clock.advance(t, 0) == decltype(clock)::step::done) break;
     int n = ::epoll_wait(ep, events.data(), int(events.size()), 5);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -1055,7 +1035,7 @@ int run_room(const options& o) {
           ++echoes;
           c.outstanding = false;
           std::int64_t tn = now_ns();
-          if (measuring) r.latency.add(tn - c.stamp);
+          if (clock.measuring()) r.latency.add(tn - c.stamp);
           issue(i, tn);
           if (c.fd < 0) break;
         }
@@ -1067,8 +1047,7 @@ int run_room(const options& o) {
       return 1;
     }
   }
-  if (measuring) end_window();
-  if (w.end_ns == 0 || !in_window) {
+  if (!clock.finish()) {
     std::fprintf(stderr, "load_client: stopped before the measured window ended\n");
     return 1;
   }
