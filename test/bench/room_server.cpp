@@ -22,6 +22,7 @@
 
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -139,13 +140,9 @@ struct room_handler {
 }
 
 unsigned long parse_number(std::string_view text, unsigned long max, const char* what) {
-  if (text.empty() || text.size() > 10) usage(what);
   unsigned long value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') usage(what);
-    value = value * 10 + static_cast<unsigned long>(c - '0');
-  }
-  if (value > max) usage(what);
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc{} || end != text.data() + text.size() || value > max) usage(what);
   return value;
 }
 
