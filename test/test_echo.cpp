@@ -27,7 +27,87 @@ struct echo_handler : recording_handler {
   }
 };
 
+// Sends the bytes of each receive several ways from on_received: back as they are (io_uring lends
+// the receive buffer to that send, whose start waits for the callback's return), their first half
+// again (a copy: a buffer is lent once), and as a moved vector; and relays them to the first
+// connection accepted, the listener (on this thread with one I/O thread: a send by id that acts at
+// once, and may be the one that borrows the buffer; else posted to the listener's thread).
+struct fan_out_handler : recording_handler {
+  fan_out_handler(event_record* r, bool relay) : recording_handler{r}, relay_first(relay) {}
+  const bool relay_first;
+  std::atomic<std::uint64_t> listener{0}; // the first connection's id
+  std::mutex sizes_mutex;
+  std::vector<std::size_t> receive_sizes; // of the sender's receives, in order
+
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    recording_handler::on_connected(conn, info);
+    std::uint64_t none = 0;
+    listener.compare_exchange_strong(none, conn.id().value());
+  }
+  void on_received(auto& conn, std::span<const std::byte> data) {
+    record->bytes_received += data.size();
+    const iocp::connection_id to(listener.load());
+    if (conn.id() == to) return; // the listener only listens
+    {
+      std::lock_guard l(sizes_mutex);
+      receive_sizes.push_back(data.size());
+    }
+    if (relay_first && conn.server().send(to, data)) ++record->violations;
+    if (conn.send(data) || conn.send(data.first((data.size() + 1) / 2)) ||
+        conn.send(std::vector<std::byte>(data.begin(), data.end())))
+      ++record->violations;
+    if (!relay_first && conn.server().send(to, data)) ++record->violations;
+  }
+};
+
 } // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(each_receive_sent_several_ways_and_relayed, Config, all_configs) {
+  for (bool relay_first : {false, true}) {
+    BOOST_TEST_CONTEXT((relay_first ? "relayed first" : "echoed first")) {
+      event_record record;
+      typename Config::template server<fan_out_handler> server(Config::options(), &record, relay_first);
+      std::uint16_t port = server.local_endpoint().port();
+      socket_fd listener = connect_local(port);
+      BOOST_REQUIRE(wait_until([&] { return record.connected_count() == 1; }));
+      socket_fd s = connect_local(port);
+      std::vector<std::byte> message = random_bytes(300'000, relay_first ? 3 : 4);
+      auto writer = std::async(std::launch::async, [&] {
+        // In pieces of every size, so that receives of many sizes are sent on.
+        std::size_t at = 0;
+        for (std::size_t piece = 1; at < message.size(); piece = piece * 3 % 20011 + 1) {
+          std::size_t n = std::min(piece, message.size() - at);
+          send_all(s.get(), std::span<const std::byte>(message).subspan(at, n));
+          at += n;
+        }
+        shutdown_write(s.get());
+      });
+      std::vector<std::byte> answer = recv_until_eof(s.get()); // the default half-close: then our FIN
+      writer.get();
+      std::vector<std::byte> relayed = recv_exact(listener.get(), message.size());
+
+      std::vector<std::byte> expected;
+      std::size_t at = 0;
+      {
+        std::lock_guard l(server.handler().sizes_mutex);
+        for (std::size_t n : server.handler().receive_sizes) {
+          BOOST_REQUIRE(at + n <= message.size());
+          auto part = std::span<const std::byte>(message).subspan(at, n);
+          expected.insert(expected.end(), part.begin(), part.end());
+          expected.insert(expected.end(), part.begin(),
+                          part.begin() + static_cast<std::ptrdiff_t>((n + 1) / 2));
+          expected.insert(expected.end(), part.begin(), part.end());
+          at += n;
+        }
+      }
+      BOOST_TEST(at == message.size());
+      BOOST_TEST(answer.size() == expected.size());
+      BOOST_TEST((answer == expected));
+      BOOST_TEST((relayed == message));
+      BOOST_TEST(record.violations == 0);
+    }
+  }
+}
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(echo_sizes_from_1_byte_to_16_MiB, Config, all_configs) {
   event_record record;

@@ -18,6 +18,7 @@
 
 #include "iocp/connection_id.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/inline.hpp"
 #include "iocp/detail/send_budget.hpp"
 #include "iocp/detail/send_queue.hpp"
 #include "iocp/endpoint.hpp"
@@ -52,7 +53,10 @@ public:
 
   /// Queues a copy of `data`; it goes out after everything queued before it. Fails with
   /// errc::connection_closing once the send side is shut (shutdown, disconnect, abort).
-  std::error_code send(std::span<const std::byte> data) { return loop_->send(*this, data); }
+  IOCP_ALWAYS_INLINE std::error_code send(std::span<const std::byte> data) {
+    if (loop_->try_send_lent(*this, data)) return {};
+    return loop_->send(*this, data);
+  }
   std::error_code send(std::string_view text) { return send(std::as_bytes(std::span(text))); }
   /// Queues `buffer` itself, without a copy.
   std::error_code send(std::vector<std::byte>&& buffer) { return loop_->send(*this, std::move(buffer)); }
@@ -118,7 +122,8 @@ private:
   bool write_shut_done_ = false; // our FIN is out
   bool disconnect_requested_ = false;
   bool lingering_ = false;
-  bool above_high_water_ = false; // on_send_queue_high ran; on_send_queue_low is owed
+  bool above_high_water_ = false;     // on_send_queue_high ran; on_send_queue_low is owed
+  bool flush_after_callback_ = false; // a send was queued during a callback: start it on return
   [[no_unique_address]] state_type state_{};
 };
 

@@ -121,7 +121,28 @@ public:
 
   // ---- on the owning thread: the connection's operations ----
 
-  IOCP_ALWAYS_INLINE std::error_code send(connection_type& c, std::span<const std::byte> data) {
+  /// The echo case, on_received sending bytes of the very buffer it was given while nothing else
+  /// is queued, in a few instructions and no call: the handler's on_received stays small enough for
+  /// the compiler to inline it into the completion loop. False: nothing was done; send() does it.
+  IOCP_ALWAYS_INLINE bool try_send_lent(connection_type& c, std::span<const std::byte> data) noexcept {
+#if defined(IOCP_HAS_IOCP)
+    (void)c;
+    (void)data;
+    return false;
+#else
+    if (!uring_ || !c.callback_depth_ || !c.queue_.empty() || c.closing_ || c.write_shut_requested_ ||
+        data.size() > lent_send_limit_)
+      return false;
+    std::uint16_t lent_buffer;
+    if (!uring_->lend(data.data(), data.size(), lent_buffer)) return false;
+    c.queue_.append_borrowed(allocator_, data, lent_buffer);
+    c.flush_after_callback_ = true; // started when the callback returns (invoke)
+    return true;
+#endif
+  }
+
+  // Out of line: what the handler's send() inlines is try_send_lent() and a call to this.
+  IOCP_NOINLINE std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
     if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes())
       return make_error_code(errc::send_queue_full);
@@ -228,7 +249,7 @@ public:
   }
 
   template <class Backend>
-  void on_received(Backend& backend, io_object& io, int result, std::byte* data) {
+  IOCP_ALWAYS_INLINE void on_received(Backend& backend, io_object& io, int result, std::byte* data) {
     connection_type& c = static_cast<connection_type&>(io);
     if (c.closing_) {
       maybe_finalize(c);
@@ -240,7 +261,7 @@ public:
       hold(c, result, data);
     } else if (result > 0) {
       c.last_active_ns_ = now_ns_;
-      deliver(c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
+      deliver(backend, c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
       rearm_receive(backend, c);
     } else if (result == 0) {
       on_peer_eof(c);
@@ -251,7 +272,7 @@ public:
   }
 
   template <class Backend>
-  void on_sent(Backend& backend, io_object& io, int result) {
+  IOCP_ALWAYS_INLINE void on_sent(Backend& backend, io_object& io, int result) {
     connection_type& c = static_cast<connection_type&>(io);
     if (c.closing_) {
       maybe_finalize(c);
@@ -349,26 +370,32 @@ private:
   IOCP_ALWAYS_INLINE void queued(connection_type& c) {
     if constexpr (has_on_send_queue_high<handler_type, connection_type> ||
                   has_on_send_queue_low<handler_type, connection_type>) {
-      if (!c.above_high_water_ && c.queue_.bytes() > options_.send_high_water_mark) {
-        c.above_high_water_ = true;
-        if constexpr (has_on_send_queue_high<handler_type, connection_type>)
-          invoke(c, [&] { handler().on_send_queue_high(c, c.queue_.bytes()); });
-      }
+      if (!c.above_high_water_ && c.queue_.bytes() > options_.send_high_water_mark) [[unlikely]]
+        crossed_high_water(c);
     }
+  }
+  IOCP_NOINLINE void crossed_high_water(connection_type& c) {
+    c.above_high_water_ = true;
+    if constexpr (has_on_send_queue_high<handler_type, connection_type>)
+      invoke(c, [&] { handler().on_send_queue_high(c, c.queue_.bytes()); });
   }
 
   /// Drops whatever c still has queued (it is closing).
   void drop_queue(connection_type& c) noexcept { c.queue_.clear(allocator_, budget_, give_back()); }
 
   /// Data for the handler, unless the receive side was shut (then it is read and dropped).
-  IOCP_ALWAYS_INLINE void deliver(connection_type& c, std::span<const std::byte> data) {
+  template <class Backend>
+  IOCP_ALWAYS_INLINE void deliver(Backend& backend, connection_type& c, std::span<const std::byte> data) {
     if (c.read_shut_) return;
-    invoke(c, [&] {
+    invoke(backend, c, [&] {
       if constexpr (has_on_received<handler_type, connection_type>) handler().on_received(c, data);
     });
   }
+  void deliver(connection_type& c, std::span<const std::byte> data) {
+    with_backend([&](auto& backend) { deliver(backend, c, data); });
+  }
 
-  void on_peer_eof(connection_type& c) {
+  IOCP_NOINLINE void on_peer_eof(connection_type& c) {
     c.peer_eof_ = true;
     if constexpr (has_on_peer_shutdown<handler_type, connection_type>) {
       if (!c.disconnect_requested_)
@@ -383,7 +410,7 @@ private:
 
   /// A receive completed while receiving was paused: keep what it brought for resume_receiving().
   /// An error still closes the connection; the end of a receive the pause cancelled is no error.
-  void hold(connection_type& c, int result, const std::byte* data) {
+  IOCP_NOINLINE void hold(connection_type& c, int result, const std::byte* data) {
     if (result < 0) {
       if (result != -ECANCELED) begin_close(c, errno_code(-result), false);
       return;
@@ -425,7 +452,8 @@ private:
 
   template <class Backend>
   IOCP_ALWAYS_INLINE void rearm_receive(Backend& backend, connection_type& c) {
-    if (!c.closing_ && !c.peer_eof_ && !c.recv_pending && !c.recv_paused && !c.held_) backend.start_recv(c);
+    // recv_pending first: a multishot receive stays armed, so this is usually all there is to check.
+    if (!c.recv_pending && !c.closing_ && !c.peer_eof_ && !c.recv_paused && !c.held_) backend.start_recv(c);
   }
   void rearm_receive(connection_type& c) {
     with_backend([&](auto& backend) { rearm_receive(backend, c); });
@@ -455,7 +483,7 @@ private:
     for (;;) {
       backend.run_once(next_timeout_ns(), *this);
       if (!resumed_.empty()) deliver_held();
-      run_timers();
+      if (timers_armed()) run_timers();
       if (stopping_ && !live_ && !accept_pending()) break;
     }
   }
@@ -526,9 +554,22 @@ private:
   }
 
   /// Calls a handler callback. A callback that throws aborts its connection (and is reported);
-  /// it never unwinds through the loop.
+  /// it never unwinds through the loop. A send that try_send_lent() left for the callback's return
+  /// starts then; on the per-message path the backend's type is known, and this inlines.
+  template <class Backend, class F>
+  IOCP_ALWAYS_INLINE void invoke(Backend& backend, connection_type& c, F&& f) {
+    call_handler(c, f);
+    if (c.flush_after_callback_) {
+      c.flush_after_callback_ = false;
+      flush(backend, c);
+    }
+  }
   template <class F>
-  IOCP_ALWAYS_INLINE void invoke(connection_type& c, F&& f) {
+  void invoke(connection_type& c, F&& f) {
+    with_backend([&](auto& backend) { invoke(backend, c, f); });
+  }
+  template <class F>
+  IOCP_ALWAYS_INLINE void call_handler(connection_type& c, F& f) {
     ++c.callback_depth_;
     try {
       f();
@@ -582,7 +623,7 @@ private:
       send_fin(c);
     }
   }
-  void flush(connection_type& c) {
+  IOCP_NOINLINE void flush(connection_type& c) {
     with_backend([&](auto& backend) { flush(backend, c); });
   }
 
@@ -636,7 +677,7 @@ private:
     c.linger_prev_ = c.linger_next_ = nullptr;
   }
 
-  void begin_close(connection_type& c, std::error_code reason, bool abortive) {
+  IOCP_NOINLINE void begin_close(connection_type& c, std::error_code reason, bool abortive) {
     if (c.closing_) return;
     c.closing_ = true;
     c.close_reason_ = reason;
@@ -646,9 +687,14 @@ private:
   }
 
   /// Frees a closing connection once the kernel holds no operation of it and no callback of it is
-  /// on the stack. Callers must not touch `c` afterwards.
-  void maybe_finalize(connection_type& c) {
-    if (!c.closing_ || c.recv_pending || c.send_pending || c.callback_depth_) return;
+  /// on the stack. Callers must not touch `c` afterwards. Inline: on every completion's path, and
+  /// almost always a connection that is not closing.
+  IOCP_ALWAYS_INLINE void maybe_finalize(connection_type& c) {
+    if (c.closing_) [[unlikely]]
+      finalize_if_released(c);
+  }
+  IOCP_NOINLINE void finalize_if_released(connection_type& c) {
+    if (c.recv_pending || c.send_pending || c.callback_depth_) return;
     map().erase(c.id_);
     with_backend([&](auto& b) { b.release(c); });
     unlink(c);
@@ -770,6 +816,11 @@ private:
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
 
+  /// Whether run_timers() has anything to look at (checked inline once per round).
+  bool timers_armed() const noexcept {
+    return idle_timeout_ns_ || linger_head_ || !backed_off_.empty() || stopping_;
+  }
+
   void run_timers() {
     if (idle_timeout_ns_) {
       // The loop's clock for idle_timeout, read once per round rather than once per message.
@@ -777,7 +828,7 @@ private:
       if (now_ns_ >= next_idle_sweep_ns_) close_idle_connections();
     }
     if (!linger_head_ && backed_off_.empty() && !stopping_) return;
-    std::int64_t now = monotonic_ns();
+    const std::int64_t now = monotonic_ns();
     while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
       connection_type& c = *linger_head_;
       // The period runs from our FIN, but a slow reader may still be taking the data before it.
@@ -823,6 +874,12 @@ private:
   std::uint32_t index_;
   const server_options& options_;
   local_send_budget budget_;
+  // try_send_lent() into an empty queue: at most this much, so that neither the per-connection
+  // limit nor the high-water mark can be passed (send() handles those).
+  const std::size_t lent_send_limit_ =
+      (std::min)(options_.max_send_queue_per_connection, has_on_send_queue_high<handler_type, connection_type>
+                                                             ? options_.send_high_water_mark
+                                                             : options_.max_send_queue_per_connection);
   // Connections whose held input waits to be delivered after resume_receiving().
   std::vector<connection_id> resumed_;
   const std::int64_t idle_timeout_ns_ = std::chrono::nanoseconds(options_.idle_timeout).count();

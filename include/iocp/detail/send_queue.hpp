@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "iocp/detail/inline.hpp"
+
 namespace iocp::detail {
 
 template <class Allocator, class Budget>
@@ -88,7 +90,7 @@ public:
   /// (see consume and clear) returns buffer `id` once they are sent or dropped.
   void append_borrowed(Allocator& alloc, std::span<const std::byte> data, std::uint16_t id) {
     // The echo case (an empty queue, one borrowed buffer) uses the queue's own node: no allocation.
-    node* n = head_ ? ::new (alloc.allocate(sizeof(node))) node{} : ::new (&inline_node_) node{};
+    node* n = head_ ? new_node(alloc) : ::new (&inline_node_) node{};
     n->data = const_cast<std::byte*>(data.data());
     n->capacity = n->size = data.size();
     n->borrowed = true;
@@ -140,6 +142,11 @@ private:
   struct owned_node : node {
     std::vector<std::byte> buffer;
   };
+
+  // Out of line: the echo path inlines append_borrowed, and this is its rare case.
+  IOCP_NOINLINE static node* new_node(Allocator& alloc) {
+    return ::new (alloc.allocate(sizeof(node))) node{};
+  }
 
   void link(node* n) noexcept {
     if (tail_)

@@ -35,7 +35,7 @@ public:
         count <<= 1;
       // Refused by an older kernel: connections get their own buffers, as without the ring.
       multishot_ = !buffers_.open(ring_.fd(), buffer_group, count, receive_size);
-      if (multishot_) buffer_count_ = count;
+      if (multishot_) lendable_left_ = count / 2;
     }
     post_wake_read();
   }
@@ -102,21 +102,21 @@ public:
   /// keep that buffer instead of copying it, until the send is done (give_back). At most half the
   /// ring is lent at once, so receiving never starves; a second send of the same bytes copies.
   bool lend(const std::byte* data, std::size_t size, std::uint16_t& id) noexcept {
-    if (!current_.lendable) return false;
-    // Inside [current_.data, current_.data + current_.size), compared as addresses.
+    // Inside [current_.data, current_.data + current_.size), compared as addresses; a size of 0
+    // means the buffer cannot be lent (outside on_received, lent already, or half the ring out).
     const auto offset =
         reinterpret_cast<std::uintptr_t>(data) - reinterpret_cast<std::uintptr_t>(current_.data);
-    if (offset > current_.size || size > current_.size - offset) return false;
-    current_.lendable = false;
+    if (offset >= current_.size || size > current_.size - offset) return false;
+    current_.size = 0;
     current_.lent = true;
-    ++lent_;
+    --lendable_left_;
     id = current_.id;
     return true;
   }
 
   void give_back(std::uint16_t id) noexcept {
-    --lent_;
-    buffers_.recycle(id); // published with the next batch of completions
+    ++lendable_left_;
+    buffers_.recycle(id, buffers_.buffer(id)); // published with the next batch of completions
   }
 
   /// Receiving paused: a multishot receive is cancelled (what it brings until then still completes);
@@ -165,71 +165,77 @@ private:
     return reinterpret_cast<std::uint64_t>(object) | op;
   }
 
+  /// Receives and sends first: they are nearly every completion.
   template <class Sink>
-  void dispatch(const io_uring_cqe& cqe, Sink& sink) {
+  IOCP_ALWAYS_INLINE void dispatch(const io_uring_cqe& cqe, Sink& sink) {
     void* object = reinterpret_cast<void*>(cqe.user_data & ~tag_mask);
-    switch (cqe.user_data & tag_mask) {
-    case op_accept: {
-      auto& ctx = *static_cast<accept_context*>(object);
-      ctx.pending = false;
-      sink.on_accepted(ctx, cqe.res);
-      break;
-    }
-    case op_recv: {
-      auto& io = *static_cast<io_object*>(object);
-      const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
-      int result = cqe.res;
-      if (!more && io.recv_pause_cancelling) {
-        // The multishot receive ended, by the pause's cancel or otherwise. If receiving resumed
-        // meanwhile, carry on receiving; if not, its end is no error (-ECANCELED tells the loop).
-        io.recv_pause_cancelling = false;
-        if (result == -ECANCELED || result == -ENOBUFS) {
-          if (!io.recv_paused && !io.cancel_requested) {
-            start_recv(io);
-            break;
-          }
-          result = -ECANCELED;
-        }
-      }
-      if (!more && buffers_.is_open() && !io.cancel_requested && !io.recv_paused) {
-        // The ring was empty for a moment (its buffers come back before the next submission), or
-        // this kernel has buffer rings but not multishot receive: receive again, unseen by the loop.
-        if (result == -ENOBUFS || (result == -EINVAL && multishot_)) {
-          if (result == -EINVAL) multishot_ = false;
-          start_recv(io);
-          break;
-        }
-      }
-      io.recv_pending = more;
-      // One call site, so that the loop's on_received inlines here.
-      const bool from_ring = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
-      std::byte* data = io.recv_buffer;
-      if (from_ring) {
-        auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-        const bool lendable = result > 0 && (lent_ + 1) * 2 <= buffer_count_;
-        data = buffers_.buffer(id);
-        current_ = {data, lendable ? static_cast<std::size_t>(result) : 0, id, lendable, false};
-      }
-      sink.on_received(*this, io, result, data); // may free `io`: do not touch it after
-      if (from_ring) {
-        current_.lendable = false;
-        if (!current_.lent) buffers_.recycle(current_.id);
-      }
-      break;
-    }
-    case op_send: {
+    const std::uint64_t op = cqe.user_data & tag_mask;
+    if (op == op_recv) {
+      on_recv_completion(*static_cast<io_object*>(object), cqe, sink);
+    } else if (op == op_send) {
       auto& io = *static_cast<io_object*>(object);
       io.send_pending = false;
       sink.on_sent(*this, io, cqe.res);
-      break;
-    }
-    case op_wake:
+    } else if (op == op_accept) {
+      auto& ctx = *static_cast<accept_context*>(object);
+      ctx.pending = false;
+      sink.on_accepted(ctx, cqe.res);
+    } else if (op == op_wake) {
       post_wake_read();
       sink.on_wake();
-      break;
-    default: // a cancel request's own completion
-      break;
+    } // else op_none: a cancel request's own completion
+  }
+
+  template <class Sink>
+  IOCP_ALWAYS_INLINE void on_recv_completion(io_object& io, const io_uring_cqe& cqe, Sink& sink) {
+    int result = cqe.res;
+    const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+    if (!more) [[unlikely]] {
+      if (!recv_ended(io, result)) return; // armed again, unseen by the loop
     }
+    io.recv_pending = more;
+    // One call site, so that the loop's on_received inlines here.
+    if (cqe.flags & IORING_CQE_F_BUFFER) {
+      const auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+      std::byte* data = buffers_.buffer(id);
+      current_.data = data;
+      current_.size = result > 0 && lendable_left_ ? static_cast<std::size_t>(result) : 0;
+      current_.id = id;
+      current_.lent = false;
+      sink.on_received(*this, io, result, data); // may free `io`: do not touch it after
+      current_.size = 0;
+      if (!current_.lent) buffers_.recycle(id, data);
+    } else {
+      sink.on_received(*this, io, result, io.recv_buffer);
+    }
+  }
+
+  /// A receive completed without IORING_CQE_F_MORE: the kernel holds it no longer. False: it was
+  /// armed again, and the loop need not hear of it; `result` may become -ECANCELED (a paused
+  /// receive's cancel is no error).
+  IOCP_NOINLINE bool recv_ended(io_object& io, int& result) {
+    if (io.recv_pause_cancelling) {
+      // The multishot receive ended, by the pause's cancel or otherwise. If receiving resumed
+      // meanwhile, carry on receiving; if not, its end is no error (-ECANCELED tells the loop).
+      io.recv_pause_cancelling = false;
+      if (result == -ECANCELED || result == -ENOBUFS) {
+        if (!io.recv_paused && !io.cancel_requested) {
+          start_recv(io);
+          return false;
+        }
+        result = -ECANCELED;
+      }
+    }
+    if (buffers_.is_open() && !io.cancel_requested && !io.recv_paused) {
+      // The ring was empty for a moment (its buffers come back before the next submission), or
+      // this kernel has buffer rings but not multishot receive: receive again, unseen by the loop.
+      if (result == -ENOBUFS || (result == -EINVAL && multishot_)) {
+        if (result == -EINVAL) multishot_ = false;
+        start_recv(io);
+        return false;
+      }
+    }
+    return true;
   }
 
   void post_wake_read() {
@@ -269,14 +275,13 @@ private:
 
   io_uring_ring ring_;
   io_uring_buffer_ring buffers_;
-  unsigned buffer_count_ = 0;
-  unsigned lent_ = 0;
+  // Buffers that may still be lent: at most half the ring is, so receiving never starves.
+  unsigned lendable_left_ = 0;
   // The buffer the running on_received was given.
   struct {
     std::byte* data = nullptr;
-    std::size_t size = 0;
+    std::size_t size = 0; // what may be lent: 0 outside on_received, once lent, or with none left
     std::uint16_t id = 0;
-    bool lendable = false; // during on_received, and while at most half the ring is lent
     bool lent = false;
   } current_;
   bool multishot_ = false;

@@ -31,7 +31,7 @@ public:
   std::error_code open(int ring_fd, std::uint16_t group, unsigned entries, std::size_t buffer_size) noexcept {
     ring_fd_ = ring_fd;
     group_ = group;
-    entries_ = entries;
+    mask_ = static_cast<std::uint16_t>(entries - 1);
     buffer_size_ = buffer_size;
     ring_bytes_ = entries * sizeof(io_uring_buf);
     void* ring = ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -56,7 +56,7 @@ public:
     }
     registered_ = true;
     for (unsigned i = 0; i < entries; ++i)
-      put(static_cast<std::uint16_t>(i));
+      put(static_cast<std::uint16_t>(i), buffer(static_cast<std::uint16_t>(i)));
     publish();
     return {};
   }
@@ -65,8 +65,9 @@ public:
   std::uint16_t group() const noexcept { return group_; }
   std::byte* buffer(std::uint16_t id) const noexcept { return slab_ + std::size_t{id} * buffer_size_; }
 
-  /// Gives buffer `id` back; the kernel sees it at the next publish().
-  void recycle(std::uint16_t id) noexcept { put(id); }
+  /// Gives buffer `id` (at `data`, which buffer(id) gave) back; the kernel sees it at the next
+  /// publish().
+  void recycle(std::uint16_t id, std::byte* data) noexcept { put(id, data); }
 
   /// Makes every recycled buffer visible to the kernel (once per batch of completions).
   void publish() noexcept {
@@ -89,18 +90,18 @@ public:
   }
 
 private:
-  void put(std::uint16_t id) noexcept {
+  void put(std::uint16_t id, std::byte* data) noexcept {
     // Not ring_->bufs[i]: older UAPI headers declare bufs with __DECLARE_FLEX_ARRAY, whose empty
     // struct takes a byte in C++ (none in C), which moves bufs 8 bytes off the kernel's layout.
-    io_uring_buf& b = reinterpret_cast<io_uring_buf*>(ring_)[local_tail_ & (entries_ - 1)];
-    b.addr = reinterpret_cast<std::uint64_t>(buffer(id));
+    io_uring_buf& b = reinterpret_cast<io_uring_buf*>(ring_)[local_tail_ & mask_];
+    b.addr = reinterpret_cast<std::uint64_t>(data);
     b.len = static_cast<std::uint32_t>(buffer_size_);
     b.bid = id;
     ++local_tail_;
   }
   int ring_fd_ = -1;
   std::uint16_t group_ = 0;
-  unsigned entries_ = 0;
+  std::uint16_t mask_ = 0; // entries - 1
   std::size_t buffer_size_ = 0;
   io_uring_buf_ring* ring_ = nullptr;
   std::size_t ring_bytes_ = 0;

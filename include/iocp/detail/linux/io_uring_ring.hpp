@@ -141,13 +141,15 @@ public:
     unsigned to_submit = unsubmitted();
     std::atomic_ref(*sq_tail_).store(local_sq_tail_, std::memory_order_release);
     unsigned flags = IORING_ENTER_GETEVENTS;
-    __kernel_timespec ts{};
-    io_uring_getevents_arg arg{};
+    __kernel_timespec ts;       // filled only for a wait with a timeout: the common wait has none
+    io_uring_getevents_arg arg; // ditto
     const void* argp = nullptr;
     std::size_t arg_size = 0;
     if (wait_nr && timeout_ns >= 0) {
+      ts = {};
       ts.tv_sec = timeout_ns / 1'000'000'000;
       ts.tv_nsec = timeout_ns % 1'000'000'000;
+      arg = {};
       arg.ts = reinterpret_cast<std::uint64_t>(&ts);
       flags |= IORING_ENTER_EXT_ARG;
       argp = &arg;
