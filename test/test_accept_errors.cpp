@@ -381,6 +381,9 @@ int emfile_child(line_channel& parent) {
   if (!parent.expect("finish", 60s)) return 5;
   parent.send("connected_total", seen.connected.load());
   parent.send("emfile_reports_total", seen.emfile_reports.load());
+  const iocp::server_statistics stats = server.statistics();
+  parent.send("stats_out_of_resources", stats.accept_errors.out_of_resources);
+  parent.send("stats_accept_errors", stats.accept_errors.total());
   parent.send("other_errors",
               seen.count_errors_other_than(std::errc::too_many_files_open, iocp::operation::accept));
   parent.send("errors", seen.errors_text());
@@ -461,6 +464,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(out_of_descriptors_is_reported_does_not_spin_and_r
   BOOST_TEST(seen["connection_count_after_stop"] == "0");
   BOOST_TEST(seen["stop"] == "0");
   BOOST_TEST(seen["other_errors"] == "0", "errors: " << seen["errors"]);
+  // The server's counters saw the same: every accept error was for want of descriptors.
+  BOOST_TEST(seen["stats_out_of_resources"] == seen["emfile_reports_total"]);
+  BOOST_TEST(seen["stats_accept_errors"] == seen["emfile_reports_total"]);
 }
 
 // ---------------------------------------------------------------------------------------------

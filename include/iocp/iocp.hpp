@@ -14,4 +14,5 @@
 #include "iocp/lockfree_map.hpp"
 #include "iocp/options.hpp"
 #include "iocp/server.hpp"
+#include "iocp/statistics.hpp"
 #include "iocp/threading.hpp"

@@ -37,6 +37,7 @@
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
 #include "iocp/options.hpp"
+#include "iocp/statistics.hpp"
 #include "iocp/threading.hpp"
 
 namespace iocp {
@@ -117,6 +118,14 @@ public:
   std::size_t thread_count() const noexcept { return loops_.size(); }
   /// Connections open now.
   std::size_t connection_count() const { return map_.size(); }
+  /// Counters of everything the server has done (see iocp/statistics.hpp), from any thread, at any
+  /// time, also after stop(): the final figures.
+  server_statistics statistics() const noexcept {
+    server_statistics s;
+    for (const auto& loop : loops_)
+      loop->counters().add_to(s);
+    return s;
+  }
   const server_options& options() const noexcept { return options_; }
 
   Handler& handler() noexcept { return handler_; }

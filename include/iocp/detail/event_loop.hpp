@@ -25,6 +25,7 @@
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
 #include "iocp/detail/inline.hpp"
+#include "iocp/detail/loop_counters.hpp"
 #include "iocp/detail/send_budget.hpp"
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
@@ -97,6 +98,8 @@ public:
 
   Server& server() const noexcept { return server_; }
   std::uint32_t index() const noexcept { return index_; }
+  /// Any thread may read them (basic_iocp_server::statistics()).
+  const loop_counters& counters() const noexcept { return counters_; }
   bool on_own_thread() const noexcept { return current_event_loop == this; }
 
   /// The thread body: runs until a stop command has been carried out.
@@ -234,7 +237,11 @@ public:
     }
     int e = -result;
     if (is_cancelled(e) && stopping_) return;
-    report(errno_code(e), operation::accept);
+    const std::error_code error = errno_code(e);
+    counters_.count_accept_error(
+        is_resource_error(e), is_peer_gone_on_accept(e) || error == std::errc::connection_aborted ||
+                                  error == std::errc::connection_reset || error == std::errc::protocol_error);
+    report(error, operation::accept);
     if (stopping_) return;
     // Running out of descriptors or memory would fail again at once: wait, then retry. So would a
     // broken listener; a long run of other errors is treated the same way, so nothing can spin.
@@ -261,6 +268,7 @@ public:
       hold(c, result, data);
     } else if (result > 0) {
       c.last_active_ns_ = now_ns_;
+      loop_counters::add(counters_.bytes_received, static_cast<std::uint64_t>(result));
       deliver(backend, c, std::span<const std::byte>(data, static_cast<std::size_t>(result)));
       rearm_receive(backend, c);
     } else if (result == 0) {
@@ -279,6 +287,7 @@ public:
       return;
     }
     if (result >= 0) {
+      loop_counters::add(counters_.bytes_sent, static_cast<std::uint64_t>(result));
       c.queue_.consume(allocator_, budget_, static_cast<std::size_t>(result), give_back(backend));
       after_sent(backend, c, static_cast<std::size_t>(result));
     } else {
@@ -345,6 +354,7 @@ private:
           begin_close(c, errno_code(-n), false); // reported through on_disconnected, like a
           return true;                           // send that fails later
         }
+        loop_counters::add(counters_.bytes_sent, static_cast<std::uint64_t>(n));
         if constexpr (has_on_sent<handler_type, connection_type>)
           if (n > 0) backend.report_sent_later(c, n);
         data = data.subspan(static_cast<std::size_t>(n));
@@ -415,6 +425,7 @@ private:
       if (result != -ECANCELED) begin_close(c, errno_code(-result), false);
       return;
     }
+    loop_counters::add(counters_.bytes_received, static_cast<std::uint64_t>(result));
     if (!c.held_) c.held_ = std::make_unique<held_input>();
     if (result == 0)
       c.held_->eof = true;
@@ -525,6 +536,7 @@ private:
     } catch (const std::bad_alloc&) {
       if (memory) allocator_.deallocate(memory, sizeof(connection_type));
       close_socket(fd);
+      loop_counters::add(counters_.refused);
       report(make_error_code(std::errc::not_enough_memory), operation::accept);
       return;
     }
@@ -533,6 +545,7 @@ private:
     c.recv_buffer = buffer;
     c.id_ = map().insert(connection_entry{index_, &c});
     if (!c.id_) {
+      loop_counters::add(counters_.refused);
       report(make_error_code(errc::too_many_connections), operation::accept);
       destroy(c);
       return;
@@ -545,6 +558,7 @@ private:
     c.local_ = listener.is_unspecified() ? local_endpoint_of(fd) : listener;
     link(c);
     c.announced_ = true;
+    loop_counters::add(counters_.accepted);
     if constexpr (has_on_connected<handler_type, connection_type>) {
       connection_info info{c.local_, c.remote_};
       invoke(c, [&] { handler().on_connected(c, info); });
@@ -701,6 +715,7 @@ private:
     drop_queue(c);
     if (c.announced_) {
       c.announced_ = false;
+      counters_.count_close(c.close_reason_);
       if constexpr (has_on_disconnected<handler_type, connection_type>) {
         ++c.callback_depth_;
         try {
@@ -874,6 +889,7 @@ private:
   std::uint32_t index_;
   const server_options& options_;
   local_send_budget budget_;
+  loop_counters counters_;
   // try_send_lent() into an empty queue: at most this much, so that neither the per-connection
   // limit nor the high-water mark can be passed (send() handles those).
   const std::size_t lent_send_limit_ =
