@@ -1573,3 +1573,49 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(connection_info_matches_the_client_socket, Config,
   BOOST_TEST(record.infos[0].local.address() == "127.0.0.1");
   BOOST_TEST(record.infos[0].local.port() == port);
 }
+
+// ---- socket options ----
+
+namespace {
+/// TCP_NODELAY of a socket: 1, 0, or -1 if it cannot be read.
+int no_delay_of(native_socket fd) {
+  int value = 0;
+#if defined(_WIN32)
+  int length = sizeof value;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<char*>(&value), &length) != 0) return -1;
+#else
+  socklen_t length = sizeof value;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &length) != 0) return -1;
+#endif
+  return value != 0 ? 1 : 0;
+}
+
+/// Records TCP_NODELAY of each accepted socket, read through conn.native_handle().
+struct no_delay_probe : recording_handler {
+  std::atomic<int>* seen_on = nullptr;
+  std::atomic<int>* seen_off = nullptr;
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    recording_handler::on_connected(conn, info);
+    ++*(no_delay_of(conn.native_handle()) == 1 ? seen_on : seen_off);
+  }
+};
+} // namespace
+
+// server_options::no_delay reaches every accepted socket (on Linux through the listener, whose
+// TCP_NODELAY accepted sockets inherit), and is absent when turned off.
+BOOST_AUTO_TEST_CASE_TEMPLATE(no_delay_is_on_every_accepted_socket_when_asked, Config, backend_configs) {
+  for (bool no_delay : {true, false}) {
+    BOOST_TEST_CONTEXT("no_delay = " << no_delay) {
+      event_record record;
+      std::atomic<int> on{0}, off{0};
+      auto options = Config::options();
+      options.no_delay = no_delay;
+      server_of<Config, no_delay_probe> server(options, no_delay_probe{{&record}, &on, &off});
+      std::vector<socket_fd> clients;
+      for (int i = 0; i < 8; ++i)
+        clients.push_back(connect_local(server.local_endpoint().port()));
+      BOOST_REQUIRE(wait_until([&] { return record.connected_count() == 8; }));
+      BOOST_TEST((no_delay ? on.load() : off.load()) == 8);
+    }
+  }
+}

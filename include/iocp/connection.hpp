@@ -43,11 +43,15 @@ class connection : public detail::io_object {
 public:
   using server_type = Server;
   using state_type = typename detail::connection_state_of<typename Server::handler_type>::type;
+  using native_handle_type = detail::socket_handle; ///< int on Linux, SOCKET on Windows
 
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
   connection_id id() const noexcept { return id_; }
+  /// The socket (a file descriptor; a SOCKET on Windows), for socket options the library does not
+  /// set. It belongs to the server: do not close it, and do not read or write it directly.
+  native_handle_type native_handle() const noexcept { return fd; }
   const endpoint& local_endpoint() const noexcept { return local_; }
   const endpoint& remote_endpoint() const noexcept { return remote_; }
 

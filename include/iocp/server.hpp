@@ -88,6 +88,7 @@ public:
     backend_ = choose_backend(options_.io_backend);
     listen_fd_ = detail::open_listener(*at, options_.backlog, options_.reuse_address, options_.v6_only);
     local_ = detail::local_endpoint_of(listen_fd_);
+    if (options_.no_delay && detail::accepted_sockets_inherit_no_delay) detail::set_no_delay(listen_fd_);
     // io_uring waits for readiness itself; readiness-based accepting must never block.
     detail::set_nonblocking(listen_fd_, backend_ == backend::epoll);
     try {

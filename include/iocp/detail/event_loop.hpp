@@ -76,7 +76,7 @@ public:
     unsigned entries = 1024;
     if (kind == iocp::backend::io_uring) {
       uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread);
-      accepts_.resize((std::max)(1u, options.accepts_in_flight));
+      accepts_.resize(uring_->accepts_wanted((std::max)(1u, options.accepts_in_flight)));
     } else {
       epoll_.emplace(listen_fd, options.receive_buffer_size, entries);
       accepts_.resize(1); // readiness accepts one at a time; more contexts would add nothing
@@ -550,7 +550,7 @@ private:
       destroy(c);
       return;
     }
-    if (options_.no_delay) set_no_delay(fd);
+    if (options_.no_delay && !accepted_sockets_inherit_no_delay) set_no_delay(fd); // else the listener has it
     c.remote_ = remote;
     c.last_active_ns_ = now_ns_;
     // A listener bound to one address accepts only there: no getsockname for every connection.

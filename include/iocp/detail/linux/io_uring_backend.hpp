@@ -50,14 +50,28 @@ public:
     if (wake_fd_ >= 0) ::close(wake_fd_);
   }
 
+  /// How many accept operations to keep posted: a multishot accept (Linux 5.19+) goes on accepting
+  /// by itself, so one is enough; single-shot accepts are re-posted as each completes.
+  unsigned accepts_wanted(unsigned configured) const noexcept { return multishot_accept_ ? 1 : configured; }
+
+  /// Posts the accept, unless a multishot accept is still armed (then it goes on by itself).
   void start_accept(accept_context& ctx) {
+    if (ctx.pending) return;
     ctx.pending = true;
-    ctx.address_length = sizeof ctx.address;
     io_uring_sqe* sqe = sqe_for_submit();
     sqe->opcode = IORING_OP_ACCEPT;
     sqe->fd = listen_fd_;
-    sqe->addr = reinterpret_cast<std::uint64_t>(&ctx.address);
-    sqe->addr2 = reinterpret_cast<std::uint64_t>(&ctx.address_length);
+    if (multishot_accept_) {
+      // One address buffer cannot serve every accept of a multishot operation (the kernel may
+      // accept several before the first completion is read): the peer's address comes from
+      // getpeername() instead (see dispatch), one cheap system call against the re-armed accept
+      // operation this saves.
+      sqe->ioprio = IORING_ACCEPT_MULTISHOT;
+    } else {
+      ctx.address_length = sizeof ctx.address;
+      sqe->addr = reinterpret_cast<std::uint64_t>(&ctx.address);
+      sqe->addr2 = reinterpret_cast<std::uint64_t>(&ctx.address_length);
+    }
     sqe->accept_flags = SOCK_CLOEXEC;
     sqe->user_data = tag(&ctx, op_accept);
   }
@@ -177,9 +191,7 @@ private:
       io.send_pending = false;
       sink.on_sent(*this, io, cqe.res);
     } else if (op == op_accept) {
-      auto& ctx = *static_cast<accept_context*>(object);
-      ctx.pending = false;
-      sink.on_accepted(ctx, cqe.res);
+      on_accept_completion(*static_cast<accept_context*>(object), cqe, sink);
     } else if (op == op_wake) {
       post_wake_read();
       sink.on_wake();
@@ -208,6 +220,25 @@ private:
     } else {
       sink.on_received(*this, io, result, io.recv_buffer);
     }
+  }
+
+  template <class Sink>
+  void on_accept_completion(accept_context& ctx, const io_uring_cqe& cqe, Sink& sink) {
+    ctx.pending = (cqe.flags & IORING_CQE_F_MORE) != 0;
+    if (multishot_accept_) {
+      if (cqe.res == -EINVAL && !ctx.pending) {
+        // This kernel has no multishot accept (before 5.19): single-shot accepts from now on.
+        multishot_accept_ = false;
+        start_accept(ctx);
+        return;
+      }
+      if (cqe.res >= 0) {
+        ctx.address_length = sizeof ctx.address;
+        if (::getpeername(cqe.res, reinterpret_cast<sockaddr*>(&ctx.address), &ctx.address_length) != 0)
+          ctx.address = {}; // the client is gone already; its first receive will say so
+      }
+    }
+    sink.on_accepted(ctx, cqe.res);
   }
 
   /// A receive completed without IORING_CQE_F_MORE: the kernel holds it no longer. False: it was
@@ -285,6 +316,7 @@ private:
     bool lent = false;
   } current_;
   bool multishot_ = false;
+  bool multishot_accept_ = true; // until the kernel refuses it
   int listen_fd_;
   unsigned receive_size_;
   int wake_fd_ = -1;

@@ -112,6 +112,9 @@ inline void set_no_delay(int fd) noexcept {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
+/// Linux copies TCP_NODELAY from the listener to the sockets it accepts: set once on the listener,
+/// it costs no system call per connection.
+inline constexpr bool accepted_sockets_inherit_no_delay = true;
 
 /// Bytes sent but not yet acknowledged by the peer (SIOCOUTQ), or -1 if unknown.
 inline long unacknowledged_bytes(int fd) noexcept {

@@ -134,6 +134,9 @@ inline void set_no_delay(socket_handle s) noexcept {
   BOOL one = TRUE;
   ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one), sizeof one);
 }
+/// Whether an AcceptEx socket takes TCP_NODELAY over with SO_UPDATE_ACCEPT_CONTEXT is not
+/// documented: set it on each accepted socket.
+inline constexpr bool accepted_sockets_inherit_no_delay = false;
 
 /// Makes the next closesocket() send a reset instead of a FIN (an abortive close).
 /// Bytes sent but not yet acknowledged by the peer: Windows has no cheap way to tell (-1).
