@@ -2,8 +2,8 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #pragma once
 
-// Boost.Test, as the build provides it: the shared library on Linux (BOOST_TEST_DYN_LINK), the
-// header-only runner where there is no library to link (IOCP_TEST_HEADER_ONLY, e.g. mingw).
+// Boost.Test, as the build provides it: the shared library on Linux (BOOST_TEST_DYN_LINK); where
+// there is no library to link (mingw), the runner compiled once from boost_test_runner.cpp.
 // Define BOOST_TEST_MODULE before including this in the one file of a test program that has it.
 
 #if defined(_WIN32)
@@ -12,8 +12,4 @@
 #include "iocp/detail/win/windows_headers.hpp"
 #endif
 
-#if defined(IOCP_TEST_HEADER_ONLY)
-#include <boost/test/included/unit_test.hpp>
-#else
 #include <boost/test/unit_test.hpp>
-#endif
