@@ -23,6 +23,6 @@ build=${BUILD_DIR:-build-$kind}
 meson compile -C "$build"
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"
-export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
+export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 suppressions=$PWD/scripts/ubsan.supp ${UBSAN_OPTIONS:-}"
 if [ $# -eq 0 ]; then set -- --suite unit; fi
 meson test -C "$build" --print-errorlogs --num-processes 1 --timeout-multiplier 4 "$@"

@@ -53,9 +53,9 @@ struct server_options {
   /// io_uring: receive buffers shared by the connections of one I/O thread (a provided-buffer ring,
   /// Linux 5.19+), so an idle connection holds none. 0, or an older kernel: one buffer per connection.
   unsigned receive_buffers_per_thread = 256;
-  /// Accept operations kept in flight: per I/O thread on io_uring when the kernel has no multishot
-  /// accept (before Linux 5.19; with it, one accept operation per thread goes on by itself), and
-  /// on thread 0 with IOCP.
+  /// Accept operations kept in flight: per I/O thread on io_uring (except with a single I/O thread
+  /// on Linux 5.19 or later, where one multishot accept goes on by itself), and on thread 0 with
+  /// IOCP.
   unsigned accepts_in_flight = 4;
   /// Most connections open at once; further ones are refused and reported. Also sizes the map.
   std::size_t max_connections = 1 << 20;

@@ -75,7 +75,8 @@ public:
 #else
     unsigned entries = 1024;
     if (kind == iocp::backend::io_uring) {
-      uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread);
+      uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread,
+                     server.thread_count() == 1);
       accepts_.resize(uring_->accepts_wanted((std::max)(1u, options.accepts_in_flight)));
     } else {
       epoll_.emplace(listen_fd, options.receive_buffer_size, entries);

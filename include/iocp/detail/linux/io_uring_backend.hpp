@@ -23,8 +23,15 @@ class io_uring_backend {
 public:
   /// `receive_buffers`: how many buffers the thread's provided-buffer ring holds (rounded up to a
   /// power of two); 0 gives every connection a buffer of its own instead.
-  io_uring_backend(int listen_fd, std::size_t receive_size, unsigned entries, unsigned receive_buffers)
-      : listen_fd_(listen_fd), receive_size_(static_cast<unsigned>(receive_size)) {
+  /// `sole_acceptor`: no other thread accepts on this listener, so a multishot accept may be used.
+  /// With several threads it must not: the kernel wakes one accept waiter per connection, and a
+  /// multishot accept stays a waiter while its thread is busy in a handler (its completion work
+  /// runs only when that thread waits again), so it would keep taking connections the other
+  /// threads are free to serve. Single-shot accepts leave the wait queue as they complete.
+  io_uring_backend(int listen_fd, std::size_t receive_size, unsigned entries, unsigned receive_buffers,
+                   bool sole_acceptor)
+      : multishot_accept_(sole_acceptor), listen_fd_(listen_fd),
+        receive_size_(static_cast<unsigned>(receive_size)) {
     if (std::error_code e = ring_.open(entries, entries * 4))
       throw std::system_error(e, "iocp: io_uring_setup");
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -316,7 +323,7 @@ private:
     bool lent = false;
   } current_;
   bool multishot_ = false;
-  bool multishot_accept_ = true; // until the kernel refuses it
+  bool multishot_accept_; // for a sole acceptor, until the kernel refuses it
   int listen_fd_;
   unsigned receive_size_;
   int wake_fd_ = -1;
