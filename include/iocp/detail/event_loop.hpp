@@ -336,7 +336,10 @@ private:
   template <class Backend>
   static auto give_back(Backend& backend) noexcept {
     return [&backend](std::uint16_t id) noexcept {
-      if constexpr (requires { backend.give_back(id); }) backend.give_back(id);
+      if constexpr (requires { backend.give_back(id); })
+        backend.give_back(id);
+      else
+        (void)backend; // epoll lends no receive buffers
     };
   }
 
