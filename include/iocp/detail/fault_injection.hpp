@@ -35,7 +35,7 @@ enum class fault_site : std::uint8_t {
   send,           // io_uring: a send's completion; epoll: send(); IOCP: a WSASend completion
   send_start,     // IOCP: the WSASend() call
   shutdown,       // shutdown() of a connection's send side
-  close,          // close() / closesocket() of a socket the event loop owns
+  close,          // close() / closesocket() of a connection's socket, and of the listener
   submit,         // io_uring_enter(); epoll_ctl() ADD and MOD; IOCP: a socket joining the port
   wait,           // epoll_wait(); GetQueuedCompletionStatusEx()
 };

@@ -44,12 +44,12 @@ inline bool is_peer_gone_on_accept(int) noexcept { return false; }
 /// The socket an accept completion with a non-negative result delivered.
 inline socket_handle accepted_socket(const accept_context&, int result) noexcept { return result; }
 /// Closes the descriptor, which Linux frees whatever close() returns (an injected failure too):
-/// 0, or the error number.
+/// 0, or the error number. EINTR only means that the kernel finishes the close in the background.
 inline int close_socket(socket_handle fd) noexcept {
-  ::close(fd);
+  int r = ::close(fd);
   if (int e = injected_fault(testing::fault_site::close)) [[unlikely]]
     return e;
-  return 0;
+  return r == 0 || errno == EINTR ? 0 : errno;
 }
 /// Sends the FIN; a peer that is already gone (ENOTCONN) is no error.
 inline std::error_code shutdown_send(socket_handle fd) noexcept {

@@ -59,9 +59,9 @@ inline socket_handle accepted_socket(const accept_context& ctx, int) noexcept { 
 /// Closes the socket: 0, or the Winsock error. An injected failure comes after the real close, so
 /// nothing leaks.
 inline int close_socket(socket_handle s) noexcept {
-  ::closesocket(s);
+  int r = ::closesocket(s);
   if (int e = injected_fault(testing::fault_site::close)) return e;
-  return 0;
+  return r == 0 ? 0 : ::WSAGetLastError();
 }
 
 /// Sends the FIN; a peer that is already gone (WSAENOTCONN) is no error.
