@@ -131,8 +131,12 @@ public:
     return sqe;
   }
 
+  /// SQEs the kernel has not taken yet: those filled since the last submission, and those that a
+  /// failed io_uring_enter() left in the queue after they were published. The kernel's head (which
+  /// it moves only inside io_uring_enter without SQPOLL) says where it stopped; our published tail
+  /// would forget them, and they would wait for a later submission that may never come.
   unsigned unsubmitted() const noexcept {
-    return local_sq_tail_ - std::atomic_ref(*sq_tail_).load(std::memory_order_relaxed);
+    return local_sq_tail_ - std::atomic_ref(*sq_head_).load(std::memory_order_acquire);
   }
 
   /// Publishes the new SQEs and enters the kernel: submits them and, if wait_nr > 0, waits for that
