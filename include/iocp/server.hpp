@@ -94,7 +94,7 @@ public:
     try {
       start_threads(ThreadingPolicy::thread_count(options_));
     } catch (...) {
-      detail::close_socket(listen_fd_);
+      (void)detail::close_socket(listen_fd_);
       throw;
     }
   }
@@ -208,7 +208,14 @@ public:
     std::lock_guard lock(stop_mutex_);
     if (stopped_) return {};
     stop_threads(timeout.count() < 0 ? 0 : timeout.count());
-    detail::close_socket(listen_fd_);
+    // The I/O threads have ended: a failed close of the listener is reported from this thread.
+    if (int e = detail::close_socket(listen_fd_)) {
+      if constexpr (detail::has_on_server_error<Handler>) {
+        try {
+          handler_.on_server_error(detail::errno_code(e), operation::close);
+        } catch (...) {}
+      }
+    }
     stopped_ = true;
     if constexpr (detail::has_on_server_closed<Handler>) {
       try {

@@ -90,11 +90,11 @@ public:
   ~event_loop() {
     // The thread has ended; whatever is left (only after a failed start) is released quietly.
     while (live_)
-      destroy(*live_);
+      destroy(*live_, false);
     // Sockets handed over after this thread had stopped.
     for (loop_command& command : commands_)
       if (command.what == loop_command::kind::adopt && command.socket != invalid_socket)
-        close_socket(command.socket);
+        (void)close_socket(command.socket);
   }
 
   Server& server() const noexcept { return server_; }
@@ -219,7 +219,7 @@ public:
       backoff_ns_ = 0;
       socket_handle s = accepted_socket(ctx, result);
       if (stopping_) {
-        close_socket(s);
+        close_reported(s);
         return;
       }
       start_accept(ctx); // first: whatever happens to this connection, the chain goes on
@@ -539,7 +539,7 @@ private:
         buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
     } catch (const std::bad_alloc&) {
       if (memory) allocator_.deallocate(memory, sizeof(connection_type));
-      close_socket(fd);
+      close_reported(fd);
       loop_counters::add(counters_.refused);
       report(make_error_code(std::errc::not_enough_memory), operation::accept);
       return;
@@ -604,6 +604,12 @@ private:
         handler().on_server_error(e, where);
       } catch (...) {}
     }
+  }
+
+  /// A failed close() is reported, and nothing else is done: the descriptor is gone all the same
+  /// (Linux frees it whatever close() says; Windows leaves nothing the server could retry).
+  void close_reported(socket_handle s) noexcept {
+    if (int e = close_socket(s)) report(errno_code(e), operation::close);
   }
 
   /// The kernel took `bytes` of this connection's data: tell the handler, then send what is next
@@ -714,7 +720,7 @@ private:
   IOCP_NOINLINE void finalize_if_released(connection_type& c) {
     if (c.recv_pending || c.send_pending || c.callback_depth_) return;
     map().erase(c.id_);
-    with_backend([&](auto& b) { b.release(c); });
+    if (int e = with_backend([&](auto& b) { return b.release(c); })) report(errno_code(e), operation::close);
     unlink(c);
     drop_queue(c);
     if (c.announced_) {
@@ -735,9 +741,14 @@ private:
     if (!backed_off_.empty()) backoff_deadline_ns_ = 0;
   }
 
-  void destroy(connection_type& c) noexcept {
+  /// Frees a connection; its socket is closed if the backend has not released it (a refused
+  /// connection). `report_close`: a failed close is reported (not from the destructor).
+  void destroy(connection_type& c, bool report_close = true) noexcept {
     if (c.fd != invalid_socket) {
-      close_socket(c.fd);
+      if (report_close)
+        close_reported(c.fd);
+      else
+        (void)close_socket(c.fd);
       c.fd = invalid_socket;
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
@@ -776,7 +787,7 @@ private:
     if (command.what == loop_command::kind::adopt) {
       socket_handle s = std::exchange(command.socket, invalid_socket);
       if (stopping_)
-        close_socket(s);
+        close_reported(s);
       else
         open_connection(s, command.remote);
       return;

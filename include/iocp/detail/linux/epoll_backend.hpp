@@ -17,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "iocp/detail/fault_injection.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/linux/io_object.hpp"
 #include "iocp/detail/linux/socket_ops.hpp"
@@ -64,7 +65,7 @@ public:
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLEXCLUSIVE;
       ev.data.u64 = tag(nullptr, op_accept);
-      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0)
+      if (control(EPOLL_CTL_ADD, listen_fd_, &ev) == 0)
         listener_registered_ = true;
       else
         complete_later(op_accept, &ctx, -errno);
@@ -105,7 +106,13 @@ public:
   /// negated errno. Nothing is pending afterwards. Never called with size 0 (nothing queues empty
   /// data), so 0 always means "would block".
   int send_now(io_object& io, const std::byte* data, std::size_t size) noexcept {
-    ssize_t n = raw_send(io.fd, data, size);
+    ssize_t n;
+    if (int e = injected_fault(testing::fault_site::send)) [[unlikely]] {
+      n = -1;
+      errno = e;
+    } else {
+      n = raw_send(io.fd, data, size);
+    }
     if (n >= 0) return static_cast<int>(n);
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   }
@@ -134,11 +141,14 @@ public:
     if (dispatching_) cancelled_.push_back(&io);
   }
 
-  void release(io_object& io) noexcept {
+  /// Closes the socket: 0, or the error closing failed with.
+  int release(io_object& io) noexcept {
     if (io.registered) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, io.fd, nullptr);
     io.registered = false;
-    if (io.fd >= 0) ::close(io.fd);
+    int e = 0;
+    if (io.fd >= 0) e = close_socket(io.fd);
     io.fd = -1;
+    return e;
   }
 
   void wake() noexcept {
@@ -150,7 +160,13 @@ public:
   void run_once(long long timeout_ns, Sink& sink) {
     int timeout_ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
     if (!ready_.empty()) timeout_ms = 0;
-    int n = ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms);
+    int n;
+    if (int e = injected_fault(testing::fault_site::wait)) [[unlikely]] {
+      n = -1;
+      errno = e;
+    } else {
+      n = ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms);
+    }
     if (n < 0 && errno != EINTR) sink.on_backend_error(last_error());
     dispatching_ = true;
     for (int i = 0; i < n; ++i)
@@ -241,7 +257,7 @@ private:
     epoll_event ev{};
     ev.events = wanted;
     ev.data.u64 = tag(&io, op_io);
-    if (::epoll_ctl(epoll_fd_, io.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io.fd, &ev) != 0) {
+    if (control(io.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io.fd, &ev) != 0) {
       int e = errno;
       // The socket cannot be watched: fail what waits on it rather than leave it hanging.
       if (io.recv_pending) complete_later(op_recv, &io, -e);
@@ -253,6 +269,17 @@ private:
     }
     io.registered = true;
     io.registered_events = wanted;
+  }
+
+  /// epoll_ctl() to watch a descriptor, or change what is watched: the calls whose failure the
+  /// backend handles, and so the ones a fault can be injected into. EPOLL_CTL_DEL of a descriptor we
+  /// registered and have not closed cannot fail (its only errors are EBADF, EINVAL and ENOENT).
+  int control(int op, int fd, epoll_event* ev) noexcept {
+    if (int e = injected_fault(testing::fault_site::submit)) [[unlikely]] {
+      errno = e;
+      return -1;
+    }
+    return ::epoll_ctl(epoll_fd_, op, fd, ev);
   }
 
   void unregister_listener() {
@@ -293,7 +320,13 @@ private:
       }
     }
     if (io->recv_pending && (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
-      ssize_t n = raw_recv(io->fd, receive_buffer_.get(), receive_size_);
+      ssize_t n;
+      if (int e = injected_fault(testing::fault_site::receive)) [[unlikely]] {
+        n = -1;
+        errno = e;
+      } else {
+        n = raw_recv(io->fd, receive_buffer_.get(), receive_size_);
+      }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       io->recv_pending = false;
       int result = n >= 0 ? static_cast<int>(n) : -errno;
@@ -308,8 +341,14 @@ private:
     for (int i = 0; i < accept_batch && armed_accept_; ++i) {
       accept_context& ctx = *armed_accept_;
       ctx.address_length = sizeof ctx.address;
-      int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ctx.address), &ctx.address_length,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd;
+      if (int e = injected_fault(testing::fault_site::accept)) [[unlikely]] {
+        fd = -1; // nothing is taken from the accept queue
+        errno = e;
+      } else {
+        fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ctx.address), &ctx.address_length,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+      }
       if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return; // another thread took it
       armed_accept_ = nullptr;
       ctx.pending = false;

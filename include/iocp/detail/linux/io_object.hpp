@@ -38,6 +38,10 @@ struct accept_context {
   sockaddr_storage address{};
   socklen_t address_length = sizeof(sockaddr_storage);
   bool pending = false;
+  // Fault injection only (io_uring): a failure was injected into this multishot accept, whose cancel
+  // is on its way; and the loop asked for a new accept meanwhile.
+  bool fault_ending = false;
+  bool restart_when_ended = false;
 };
 
 } // namespace iocp::detail

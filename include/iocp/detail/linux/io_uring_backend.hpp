@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <system_error>
+#include <utility>
 
+#include "iocp/detail/fault_injection.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/linux/io_object.hpp"
 #include "iocp/detail/linux/io_uring_buffer_ring.hpp"
@@ -63,7 +65,12 @@ public:
 
   /// Posts the accept, unless a multishot accept is still armed (then it goes on by itself).
   void start_accept(accept_context& ctx) {
-    if (ctx.pending) return;
+    if (ctx.pending) {
+      // A multishot accept that an injected failure ended is still in the kernel until its cancel
+      // lands: the accept the loop asks for now is posted then.
+      if constexpr (fault_injection_enabled) ctx.restart_when_ended |= ctx.fault_ending;
+      return;
+    }
     ctx.pending = true;
     io_uring_sqe* sqe = sqe_for_submit();
     sqe->opcode = IORING_OP_ACCEPT;
@@ -84,6 +91,7 @@ public:
   }
 
   void cancel_accept(accept_context& ctx) {
+    if constexpr (fault_injection_enabled) ctx.restart_when_ended = false;
     if (ctx.pending) cancel_user_data(tag(&ctx, op_accept));
   }
 
@@ -155,10 +163,12 @@ public:
     if (io.send_pending) cancel_user_data(tag(&io, op_send));
   }
 
-  /// The kernel holds nothing of `io` any more: close its socket.
-  void release(io_object& io) noexcept {
-    if (io.fd >= 0) ::close(io.fd);
+  /// The kernel holds nothing of `io` any more: close its socket. 0, or the error closing failed with.
+  int release(io_object& io) noexcept {
+    int e = 0;
+    if (io.fd >= 0) e = close_socket(io.fd);
     io.fd = -1;
+    return e;
   }
 
   /// Thread-safe: makes a waiting run_once() return and report on_wake().
@@ -196,7 +206,10 @@ private:
     } else if (op == op_send) {
       auto& io = *static_cast<io_object*>(object);
       io.send_pending = false;
-      sink.on_sent(*this, io, cqe.res);
+      int result = cqe.res;
+      if (int e = injected_fault(testing::fault_site::send)) [[unlikely]]
+        result = -e;
+      sink.on_sent(*this, io, result);
     } else if (op == op_accept) {
       on_accept_completion(*static_cast<accept_context*>(object), cqe, sink);
     } else if (op == op_wake) {
@@ -212,6 +225,9 @@ private:
     if (!more) [[unlikely]] {
       if (!recv_ended(io, result)) return; // armed again, unseen by the loop
     }
+    // Failed with its multishot receive still armed: the loop's close cancels it.
+    if (int e = injected_fault(testing::fault_site::receive)) [[unlikely]]
+      result = -e;
     io.recv_pending = more;
     // One call site, so that the loop's on_received inlines here.
     if (cqe.flags & IORING_CQE_F_BUFFER) {
@@ -232,6 +248,9 @@ private:
   template <class Sink>
   void on_accept_completion(accept_context& ctx, const io_uring_cqe& cqe, Sink& sink) {
     ctx.pending = (cqe.flags & IORING_CQE_F_MORE) != 0;
+    if constexpr (fault_injection_enabled) {
+      if (ctx.fault_ending && !ctx.pending && ended_by_fault(ctx, cqe.res)) return;
+    }
     if (multishot_accept_) {
       if (cqe.res == -EINVAL && !ctx.pending) {
         // This kernel has no multishot accept (before 5.19): single-shot accepts from now on.
@@ -245,7 +264,35 @@ private:
           ctx.address = {}; // the client is gone already; its first receive will say so
       }
     }
+    if (int e = injected_fault(testing::fault_site::accept)) [[unlikely]] {
+      sink.on_accepted(ctx, fail_accept(ctx, cqe.res, e));
+      return;
+    }
     sink.on_accepted(ctx, cqe.res);
+  }
+
+  /// An accept made to fail (fault injection) ends as a real failure does: the descriptor it
+  /// brought, if any, is closed (the client sees its connection closed), and a multishot accept
+  /// stops, through a cancel whose completion the loop never sees; ctx stays pending until then.
+  IOCP_NOINLINE int fail_accept(accept_context& ctx, int result, int error) {
+    if (result >= 0) ::close(result);
+    if (ctx.pending && !ctx.fault_ending) {
+      ctx.fault_ending = true;
+      ctx.restart_when_ended = false;
+      cancel_user_data(tag(&ctx, op_accept));
+    }
+    return -error;
+  }
+
+  /// The last completion of a multishot accept that fail_accept() ended. True: it was the cancel's,
+  /// which the loop need not hear of (it heard of the failure); the accept it asked for meanwhile is
+  /// posted now. False: it ended otherwise (a last accept, or a real error), which the loop hears of.
+  bool ended_by_fault(accept_context& ctx, int result) {
+    ctx.fault_ending = false;
+    const bool restart = std::exchange(ctx.restart_when_ended, false);
+    if (result != -ECANCELED) return false;
+    if (restart) start_accept(ctx);
+    return true;
   }
 
   /// A receive completed without IORING_CQE_F_MORE: the kernel holds it no longer. False: it was

@@ -19,6 +19,7 @@
 #include <system_error>
 #include <thread>
 
+#include "iocp/detail/fault_injection.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/linux/socket_ops.hpp"
 
@@ -130,8 +131,12 @@ public:
     return sqe;
   }
 
+  /// SQEs the kernel has not taken yet: those filled since the last submission, and those that a
+  /// failed io_uring_enter() left in the queue after they were published. The kernel's head (which
+  /// it moves only inside io_uring_enter without SQPOLL) says where it stopped; our published tail
+  /// would forget them, and they would wait for a later submission that may never come.
   unsigned unsubmitted() const noexcept {
-    return local_sq_tail_ - std::atomic_ref(*sq_tail_).load(std::memory_order_relaxed);
+    return local_sq_tail_ - std::atomic_ref(*sq_head_).load(std::memory_order_acquire);
   }
 
   /// Publishes the new SQEs and enters the kernel: submits them and, if wait_nr > 0, waits for that
@@ -156,7 +161,13 @@ public:
       arg_size = sizeof arg;
     }
     for (;;) {
-      int r = sys_io_uring_enter(fd_, to_submit, wait_nr, flags, argp, arg_size);
+      int r;
+      if (int e = injected_fault(testing::fault_site::submit)) [[unlikely]] {
+        r = -1; // refused after the new SQEs were published, as the kernel can refuse them
+        errno = e;
+      } else {
+        r = sys_io_uring_enter(fd_, to_submit, wait_nr, flags, argp, arg_size);
+      }
       if (r >= 0) {
         if (static_cast<unsigned>(r) >= to_submit) return 0;
         to_submit -= static_cast<unsigned>(r); // partial submission: enter again for the rest

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <unistd.h>
 
+#include "iocp/detail/fault_injection.hpp"
 #include "iocp/endpoint.hpp"
 
 namespace iocp::detail {
@@ -42,10 +43,24 @@ inline bool is_resource_error(int e) noexcept {
 inline bool is_peer_gone_on_accept(int) noexcept { return false; }
 /// The socket an accept completion with a non-negative result delivered.
 inline socket_handle accepted_socket(const accept_context&, int result) noexcept { return result; }
-inline void close_socket(socket_handle fd) noexcept { ::close(fd); }
+/// Closes the descriptor, which Linux frees whatever close() returns (an injected failure too):
+/// 0, or the error number. EINTR only means that the kernel finishes the close in the background.
+inline int close_socket(socket_handle fd) noexcept {
+  int r = ::close(fd);
+  if (int e = injected_fault(testing::fault_site::close)) [[unlikely]]
+    return e;
+  return r == 0 || errno == EINTR ? 0 : errno;
+}
 /// Sends the FIN; a peer that is already gone (ENOTCONN) is no error.
 inline std::error_code shutdown_send(socket_handle fd) noexcept {
-  if (::shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN) return errno_code(errno);
+  int r;
+  if (int e = injected_fault(testing::fault_site::shutdown)) [[unlikely]] {
+    r = -1;
+    errno = e;
+  } else {
+    r = ::shutdown(fd, SHUT_WR);
+  }
+  if (r != 0 && errno != ENOTCONN) return errno_code(errno);
   return {};
 }
 

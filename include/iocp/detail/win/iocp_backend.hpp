@@ -24,6 +24,7 @@
 #include <system_error>
 #include <vector>
 
+#include "iocp/detail/fault_injection.hpp"
 #include "iocp/detail/win/io_object.hpp"
 #include "iocp/detail/win/socket_ops.hpp"
 
@@ -62,8 +63,8 @@ public:
     ctx.op.owner = &ctx;
     ctx.op.overlapped = OVERLAPPED{};
     if (!listener_associated_) {
-      if (!::CreateIoCompletionPort(reinterpret_cast<HANDLE>(listen_), port_, 0, 0)) {
-        complete_later(ctx.op, -static_cast<int>(::GetLastError()));
+      if (int e = join_port(reinterpret_cast<HANDLE>(listen_))) {
+        complete_later(ctx.op, -e);
         return;
       }
       listener_associated_ = true;
@@ -74,8 +75,15 @@ public:
       return;
     }
     DWORD bytes = 0;
-    if (!accept_ex_(listen_, ctx.socket, ctx.buffer, 0, accept_address_space, accept_address_space, &bytes,
-                    &ctx.op.overlapped)) {
+    BOOL started;
+    if (int e = injected_fault(testing::fault_site::accept_start)) {
+      started = FALSE;
+      ::WSASetLastError(e);
+    } else {
+      started = accept_ex_(listen_, ctx.socket, ctx.buffer, 0, accept_address_space, accept_address_space,
+                           &bytes, &ctx.op.overlapped);
+    }
+    if (!started) {
       int e = ::WSAGetLastError();
       if (e != ERROR_IO_PENDING) {
         ::closesocket(ctx.socket);
@@ -100,7 +108,14 @@ public:
     if (!associate(io, io.recv_op)) return;
     WSABUF buffer{receive_size_, reinterpret_cast<char*>(io.recv_buffer)};
     DWORD flags = 0;
-    if (::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.recv_op.overlapped, nullptr) != 0) {
+    int r;
+    if (int e = injected_fault(testing::fault_site::receive_start)) {
+      r = SOCKET_ERROR;
+      ::WSASetLastError(e);
+    } else {
+      r = ::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.recv_op.overlapped, nullptr);
+    }
+    if (r != 0) {
       int e = ::WSAGetLastError();
       if (e != WSA_IO_PENDING) complete_later(io.recv_op, -e);
     }
@@ -115,7 +130,14 @@ public:
     // At most max_send_size per operation; the loop sends the rest when this completes.
     WSABUF buffer{static_cast<ULONG>((std::min<std::size_t>)(size, max_send_size)),
                   const_cast<char*>(reinterpret_cast<const char*>(data))};
-    if (::WSASend(io.fd, &buffer, 1, nullptr, 0, &io.send_op.overlapped, nullptr) != 0) {
+    int r;
+    if (int e = injected_fault(testing::fault_site::send_start)) {
+      r = SOCKET_ERROR;
+      ::WSASetLastError(e);
+    } else {
+      r = ::WSASend(io.fd, &buffer, 1, nullptr, 0, &io.send_op.overlapped, nullptr);
+    }
+    if (r != 0) {
       int e = ::WSAGetLastError();
       if (e != WSA_IO_PENDING) complete_later(io.send_op, -e);
     }
@@ -133,10 +155,12 @@ public:
       ::CancelIoEx(reinterpret_cast<HANDLE>(io.fd), nullptr);
   }
 
-  /// The kernel holds nothing of `io` any more: close its socket.
-  void release(io_object& io) noexcept {
-    if (io.fd != INVALID_SOCKET) ::closesocket(io.fd);
+  /// The kernel holds nothing of `io` any more: close its socket. 0, or the error closing failed with.
+  int release(io_object& io) noexcept {
+    int e = 0;
+    if (io.fd != INVALID_SOCKET) e = close_socket(io.fd);
     io.fd = INVALID_SOCKET;
+    return e;
   }
 
   /// Thread-safe: makes a waiting run_once() return and report on_wake().
@@ -151,7 +175,14 @@ public:
             : static_cast<DWORD>((std::min<long long>)((timeout_ns + 999'999) / 1'000'000, INFINITE - 1));
     if (!ready_.empty()) timeout_ms = 0;
     ULONG count = 0;
-    if (!::GetQueuedCompletionStatusEx(port_, entries_, max_entries, &count, timeout_ms, FALSE)) {
+    BOOL ok;
+    if (int e = injected_fault(testing::fault_site::wait)) {
+      ok = FALSE;
+      ::SetLastError(static_cast<DWORD>(e));
+    } else {
+      ok = ::GetQueuedCompletionStatusEx(port_, entries_, max_entries, &count, timeout_ms, FALSE);
+    }
+    if (!ok) {
       DWORD e = ::GetLastError();
       count = 0;
       if (e != WAIT_TIMEOUT) sink.on_backend_error(errno_code(static_cast<int>(e)));
@@ -166,6 +197,8 @@ public:
       int result = static_cast<int>(entry.dwNumberOfBytesTransferred);
       // The entry's own Internal is reserved: the status is the OVERLAPPED's (an NTSTATUS).
       if (op.overlapped.Internal != 0) result = operation_result(op, result);
+      // A failed accept's socket, connected or not, is closed by deliver().
+      if (int e = injected_fault(completion_site(op.kind))) result = -e;
       deliver(op, result, sink);
     }
     // Operations that failed to start, found while starting them. Those that these reports start
@@ -204,12 +237,28 @@ private:
   /// The socket joins this thread's port before its first operation. Refused: that operation fails.
   bool associate(io_object& io, win_operation& op) {
     if (io.associated) return true;
-    if (!::CreateIoCompletionPort(reinterpret_cast<HANDLE>(io.fd), port_, 0, 0)) {
-      complete_later(op, -static_cast<int>(::GetLastError()));
+    if (int e = join_port(reinterpret_cast<HANDLE>(io.fd))) {
+      complete_later(op, -e);
       return false;
     }
     io.associated = true;
     return true;
+  }
+
+  /// Associates a socket with this thread's port: 0, or the Win32 error.
+  int join_port(HANDLE socket) noexcept {
+    if (int e = injected_fault(testing::fault_site::submit)) return e;
+    if (!::CreateIoCompletionPort(socket, port_, 0, 0)) return static_cast<int>(::GetLastError());
+    return 0;
+  }
+
+  static testing::fault_site completion_site(win_op_kind kind) noexcept {
+    switch (kind) {
+    case win_op_kind::accept: return testing::fault_site::accept;
+    case win_op_kind::recv: return testing::fault_site::receive;
+    case win_op_kind::send: return testing::fault_site::send;
+    }
+    return testing::fault_site::send;
   }
 
   /// The byte count, or the negated Winsock error, of an operation whose status is not plain
@@ -257,6 +306,7 @@ private:
   /// (SO_UPDATE_ACCEPT_CONTEXT, which getsockname, shutdown and friends need), and its remote address
   /// is read. 0, or a negated error (the connection may already be gone: WSAENOTCONN).
   int finish_accept(accept_context& ctx) noexcept {
+    if (int e = injected_fault(testing::fault_site::accept_context)) return -e;
     if (::setsockopt(ctx.socket, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
                      reinterpret_cast<const char*>(&listen_), sizeof listen_) != 0)
       return -::WSAGetLastError();

@@ -15,6 +15,7 @@
 #include <string>
 #include <system_error>
 
+#include "iocp/detail/fault_injection.hpp"
 #include "iocp/detail/win/error_category.hpp"
 #include "iocp/detail/win/io_object.hpp"
 #include "iocp/endpoint.hpp"
@@ -55,11 +56,24 @@ inline bool is_peer_gone_on_accept(int e) noexcept {
 /// A SOCKET does not fit in the int result: an accept that succeeded (result 0) leaves it here.
 inline socket_handle accepted_socket(const accept_context& ctx, int) noexcept { return ctx.socket; }
 
-inline void close_socket(socket_handle s) noexcept { ::closesocket(s); }
+/// Closes the socket: 0, or the Winsock error. An injected failure comes after the real close, so
+/// nothing leaks.
+inline int close_socket(socket_handle s) noexcept {
+  int r = ::closesocket(s);
+  if (int e = injected_fault(testing::fault_site::close)) return e;
+  return r == 0 ? 0 : ::WSAGetLastError();
+}
 
 /// Sends the FIN; a peer that is already gone (WSAENOTCONN) is no error.
 inline std::error_code shutdown_send(socket_handle s) noexcept {
-  if (::shutdown(s, SD_SEND) != 0) {
+  int r;
+  if (int e = injected_fault(testing::fault_site::shutdown)) {
+    r = SOCKET_ERROR;
+    ::WSASetLastError(e);
+  } else {
+    r = ::shutdown(s, SD_SEND);
+  }
+  if (r != 0) {
     int e = ::WSAGetLastError();
     if (e != WSAENOTCONN) return errno_code(e);
   }
