@@ -3,7 +3,8 @@
 
 // Backpressure and limits on every backend, over real loopback sockets: the send-queue water marks,
 // pausing and resuming receiving (with what arrived in between delivered in order), the hard
-// per-connection and server-wide send-queue limits, the idle timeout, and stop_timeout.
+// per-connection and server-wide send-queue limits, the idle timeout, stop_timeout, and timeouts of
+// milliseconds::max() ("for ever").
 #define BOOST_TEST_MODULE backpressure
 #include "boost_test.hpp"
 
@@ -288,6 +289,51 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stop_without_argument_uses_the_stop_timeout_option
   BOOST_TEST(took < 5s); // the library default would wait 5 s
   BOOST_TEST(
       (record.reason(record.last_connected()) == std::optional<std::error_code>(iocp::errc::stop_timeout)));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(timeouts_of_milliseconds_max_mean_for_ever, Config, backend_configs) {
+  // milliseconds::max() is how a user says "no limit". Counted in nanoseconds it overflowed, and
+  // wrapped to a deadline already passed: an idle timeout reset every connection at once, a
+  // graceful close reset its peer right after the FIN, and stop() reset every connection.
+  event_record record;
+  auto options = Config::options();
+  options.idle_timeout = std::chrono::milliseconds::max();
+  options.linger_timeout = std::chrono::milliseconds::max();
+  server_of<Config, plain_echo> server(options, plain_echo{{&record}});
+  const std::uint16_t port = server.local_endpoint().port();
+  socket_fd lingering = connect_local(port);
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 1; }));
+  const iocp::connection_id lingering_id = record.last_connected();
+  std::this_thread::sleep_for(300ms); // idle all along
+  send_all(lingering.get(), "ping");
+  BOOST_TEST(recv_exact(lingering.get(), 4).size() == 4u);
+  BOOST_TEST(record.disconnected_count() == 0u);
+
+  // A graceful close: our FIN, then the server waits for the peer's, for ever.
+  BOOST_TEST(!server.disconnect(lingering_id));
+  BOOST_TEST(read_until_closed(lingering.get()) == 0); // the FIN, not a reset
+  std::this_thread::sleep_for(300ms);
+  BOOST_TEST(!record.reason(lingering_id).has_value()); // still waiting
+  lingering.reset();                                    // the peer's FIN: a clean close
+  BOOST_TEST(wait_until([&] { return record.disconnected_count() == 1; }));
+  BOOST_TEST((record.reason(lingering_id) == std::optional<std::error_code>(std::error_code{})));
+
+  // stop() with no limit: the FIN, and the connection ends when its peer closes.
+  socket_fd waiting = connect_local(port);
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 2; }));
+  const iocp::connection_id waiting_id = record.last_connected();
+  std::promise<int> seen;
+  std::thread peer([&] {
+    int end = read_until_closed(waiting.get()); // 0: the FIN; times out after 20 s
+    std::this_thread::sleep_for(200ms);         // the stop must still wait
+    waiting.reset();
+    seen.set_value(end);
+  });
+  BOOST_TEST(!server.stop(std::chrono::milliseconds::max()));
+  peer.join();
+  BOOST_TEST(seen.get_future().get() == 0);
+  BOOST_TEST((record.reason(waiting_id) == std::optional<std::error_code>(std::error_code{})));
+  BOOST_TEST(record.server_closed == 1);
 }
 
 BOOST_AUTO_TEST_CASE(low_water_mark_above_high_is_refused) {

@@ -24,6 +24,7 @@
 #include "iocp/connection.hpp"
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/clock.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/loop_counters.hpp"
 #include "iocp/detail/send_budget.hpp"
@@ -37,12 +38,6 @@ namespace iocp::detail {
 /// The event loop whose thread is running, if any: lets an operation called on the owning thread
 /// act at once instead of being posted.
 inline thread_local const void* current_event_loop = nullptr;
-
-inline std::int64_t monotonic_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 /// Work for a connection posted from another thread.
 struct loop_command {
@@ -667,7 +662,7 @@ private:
   /// ordered by deadline.
   void start_linger(connection_type& c) {
     c.lingering_ = true;
-    c.linger_deadline_ns_ = monotonic_ns() + std::chrono::nanoseconds(options_.linger_timeout).count();
+    c.linger_deadline_ns_ = later_ns(monotonic_ns(), linger_timeout_ns_);
     c.linger_prev_ = linger_tail_;
     c.linger_next_ = nullptr;
     if (linger_tail_)
@@ -822,12 +817,12 @@ private:
 
   long long next_timeout_ns() const noexcept {
     if (!resumed_.empty()) return 0;
-    std::int64_t deadline = INT64_MAX;
+    std::int64_t deadline = never_ns;
     if (idle_timeout_ns_) deadline = next_idle_sweep_ns_;
     if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
     if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
     if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
-    if (deadline == INT64_MAX) return -1;
+    if (deadline == never_ns) return -1;
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
 
@@ -874,10 +869,11 @@ private:
   /// (a wait of at most one sweep interval), so a connection gets that much more before it counts.
   void close_idle_connections() {
     const std::int64_t interval = idle_sweep_interval_ns();
-    next_idle_sweep_ns_ = now_ns_ + interval;
+    next_idle_sweep_ns_ = later_ns(now_ns_, interval);
+    const std::int64_t limit = later_ns(idle_timeout_ns_, interval);
     std::vector<connection_id> idle;
     for (connection_type* c = live_; c; c = c->next_)
-      if (!c->closing_ && now_ns_ - c->last_active_ns_ > idle_timeout_ns_ + interval) idle.push_back(c->id_);
+      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit) idle.push_back(c->id_);
     for (connection_id id : idle)
       if (connection_type* c = find(id)) abort(*c, make_error_code(errc::idle_timeout));
   }
@@ -898,9 +894,10 @@ private:
                                                              : options_.max_send_queue_per_connection);
   // Connections whose held input waits to be delivered after resume_receiving().
   std::vector<connection_id> resumed_;
-  const std::int64_t idle_timeout_ns_ = std::chrono::nanoseconds(options_.idle_timeout).count();
+  const std::int64_t idle_timeout_ns_ = timeout_ns(options_.idle_timeout);
+  const std::int64_t linger_timeout_ns_ = timeout_ns(options_.linger_timeout);
   std::int64_t now_ns_ = idle_timeout_ns_ ? monotonic_ns() : 0;
-  std::int64_t next_idle_sweep_ns_ = now_ns_ + (idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
+  std::int64_t next_idle_sweep_ns_ = later_ns(now_ns_, idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
 #if defined(IOCP_HAS_IOCP)
   std::optional<iocp_backend> iocp_;
 #else

@@ -12,7 +12,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <system_error>
 #include <vector>
@@ -148,7 +150,12 @@ public:
 
   template <class Sink>
   void run_once(long long timeout_ns, Sink& sink) {
-    int timeout_ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+    // Rounded up, and at most INT_MAX ms (24 days): a longer wait is cut short, never made endless.
+    int timeout_ms =
+        timeout_ns < 0
+            ? -1
+            : static_cast<int>(std::min<long long>(timeout_ns / 1'000'000 + (timeout_ns % 1'000'000 != 0),
+                                                   std::numeric_limits<int>::max()));
     if (!ready_.empty()) timeout_ms = 0;
     int n = ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms);
     if (n < 0 && errno != EINTR) sink.on_backend_error(last_error());
