@@ -3,8 +3,8 @@
 
 // Backpressure and limits on every backend, over real loopback sockets: the send-queue water marks,
 // pausing and resuming receiving (with what arrived in between delivered in order), the hard
-// per-connection and server-wide send-queue limits, the idle timeout, stop_timeout, and timeouts of
-// milliseconds::max() ("for ever").
+// per-connection and server-wide send-queue limits, the idle timeout (also beside a lingering
+// connection), stop_timeout, and timeouts of milliseconds::max() ("for ever").
 #define BOOST_TEST_MODULE backpressure
 #include "boost_test.hpp"
 
@@ -334,6 +334,34 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(timeouts_of_milliseconds_max_mean_for_ever, Config
   BOOST_TEST(seen.get_future().get() == 0);
   BOOST_TEST((record.reason(waiting_id) == std::optional<std::error_code>(std::error_code{})));
   BOOST_TEST(record.server_closed == 1);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(an_idle_timeout_fires_on_time_while_another_connection_lingers, Config,
+                              backend_configs) {
+  // A lingering connection's deadline replaced the next idle sweep as the time the loop woke up,
+  // instead of the earlier of the two: with nothing else to wake it, an idle connection on the same
+  // thread was reset only when the linger period (5 s here) ran out.
+  event_record record;
+  auto options = Config::options();
+  options.threads = 1; // both connections on one loop
+  options.idle_timeout = 300ms;
+  options.linger_timeout = 5s;
+  server_of<Config, plain_echo> server(options, plain_echo{{&record}});
+  const std::uint16_t port = server.local_endpoint().port();
+  socket_fd lingering = connect_local(port); // reads our FIN but never closes
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 1; }));
+  BOOST_TEST(!server.disconnect(record.last_connected()));
+  BOOST_TEST(read_until_closed(lingering.get()) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  socket_fd idle = connect_local(port);
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 2; }));
+  const iocp::connection_id idle_id = record.last_connected();
+  BOOST_TEST(wait_until([&] { return record.reason(idle_id).has_value(); }, 10s));
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST_MESSAGE("the idle connection was reset after "
+                     << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  BOOST_TEST((record.reason(idle_id) == std::optional<std::error_code>(iocp::errc::idle_timeout)));
+  BOOST_TEST(took < 2s); // 300 ms, and at most a tenth more and one sweep; the linger period is 5 s
 }
 
 BOOST_AUTO_TEST_CASE(low_water_mark_above_high_is_refused) {

@@ -819,7 +819,7 @@ private:
     if (!resumed_.empty()) return 0;
     std::int64_t deadline = never_ns;
     if (idle_timeout_ns_) deadline = next_idle_sweep_ns_;
-    if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
+    if (linger_head_) deadline = (std::min)(deadline, linger_head_->linger_deadline_ns_);
     if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
     if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
     if (deadline == never_ns) return -1;
