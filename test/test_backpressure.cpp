@@ -3,8 +3,9 @@
 
 // Backpressure and limits on every backend, over real loopback sockets: the send-queue water marks,
 // pausing and resuming receiving (with what arrived in between delivered in order), the hard
-// per-connection and server-wide send-queue limits, the idle timeout (also beside a lingering
-// connection), stop_timeout, and timeouts of milliseconds::max() ("for ever").
+// per-connection and server-wide send-queue limits (and the memory they reserve given back), the
+// idle timeout (also beside a lingering connection), stop_timeout, and timeouts of
+// milliseconds::max() ("for ever").
 #define BOOST_TEST_MODULE backpressure
 #include "boost_test.hpp"
 
@@ -87,6 +88,21 @@ struct push_counters {
     p.send_queue_full = &full;
     p.finished = &finished;
     return p;
+  }
+};
+
+/// On connect: one large send, with a socket buffer large enough for the kernel to take it whole
+/// (epoll writes it at once, from the caller's memory, when nothing is queued).
+struct one_large_send : recording_handler {
+  const std::vector<std::byte>* data;
+  std::atomic<int>* failures;
+
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    recording_handler::on_connected(conn, info);
+    int size = 8 << 20; // the kernel caps it at net.core.wmem_max
+    ::setsockopt(conn.native_handle(), SOL_SOCKET, SO_SNDBUF, reinterpret_cast<const char*>(&size),
+                 sizeof size);
+    if (conn.send(std::span<const std::byte>(*data))) ++*failures;
   }
 };
 
@@ -239,6 +255,25 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(paused_receiving_delivers_held_bytes_and_fin_in_or
   }
   BOOST_TEST(wait_until([&] { return record.disconnected_count() == 1; }));
   BOOST_TEST(record.violations == 0);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(send_memory_is_given_back_when_the_kernel_takes_a_send_whole, Config,
+                              backend_configs) {
+  // A send is admitted against max_send_queue_total before epoll writes it at once; when the kernel
+  // took all of it, the thread kept the reservation with nothing queued (until some later queued
+  // block was freed): send_queue_reserved() overstated, and the other threads' sends could be
+  // refused against memory nobody used.
+  event_record record;
+  std::atomic<int> failures{0};
+  const std::vector<std::byte> data = random_bytes(1 << 20, 11);
+  server_of<Config, one_large_send> server(Config::options(), one_large_send{{&record}, &data, &failures});
+  socket_fd client = connect_local(server.local_endpoint().port());
+  BOOST_TEST((recv_exact(client.get(), data.size()) == data));
+  BOOST_TEST(failures == 0);
+  // Nothing is queued any more: at most the few 64 KiB chunks a thread keeps ahead of use.
+  BOOST_TEST(wait_until([&] { return server.send_queue_reserved() <= 4 * 64 * 1024; }, 3s));
+  BOOST_TEST_MESSAGE(to_string(server.backend()) << ": " << server.send_queue_reserved()
+                                                 << " bytes reserved after a 1 MiB send was taken");
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(idle_connections_are_reset_and_active_ones_kept, Config, backend_configs) {

@@ -346,6 +346,7 @@ private:
         if (!budget_.admit(data.size() + c.queue_.block_overhead)) return false;
         int n = backend.send_now(c, data.data(), data.size());
         if (n < 0) {
+          budget_.settle();
           begin_close(c, errno_code(-n), false); // reported through on_disconnected, like a
           return true;                           // send that fails later
         }
@@ -353,7 +354,10 @@ private:
         if constexpr (has_on_sent<handler_type, connection_type>)
           if (n > 0) backend.report_sent_later(c, n);
         data = data.subspan(static_cast<std::size_t>(n));
-        if (data.empty()) return true;
+        if (data.empty()) {
+          budget_.settle(); // nothing queued: what was admitted for it is not held on to
+          return true;
+        }
       }
     }
     if constexpr (requires(std::uint16_t id) { backend.lend(data.data(), data.size(), id); }) {
