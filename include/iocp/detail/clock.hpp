@@ -16,9 +16,13 @@ namespace iocp::detail {
 inline constexpr std::int64_t never_ns = (std::numeric_limits<std::int64_t>::max)();
 
 inline std::int64_t monotonic_ns() noexcept {
+#if defined(IOCP_TEST_BACKEND)
+  return IOCP_TEST_BACKEND::now_ns(); // a test's clock, which moves only when the test says
+#else
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+#endif
 }
 
 /// `timeout` in nanoseconds: 0 for a negative one, never_ns for one too long to count.

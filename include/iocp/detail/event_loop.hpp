@@ -317,6 +317,31 @@ public:
   }
 
 private:
+#if defined(IOCP_TEST_BACKEND) && !defined(IOCP_HAS_IOCP)
+  // A test build on Linux (test/fuzz/fuzz_event_loop.cpp): IOCP_TEST_BACKEND names a class,
+  // defined before the library's headers are included, whose fake backends stand in for io_uring
+  // and epoll, and whose sockets and clock (detail/clock.hpp) are not the kernel's. These members
+  // hide the free socket functions of the same names, so the state machine's own socket calls reach
+  // the fake. Without the macro only the two aliases below exist: nothing changes, nothing costs.
+  using uring_backend_type = typename IOCP_TEST_BACKEND::completion_backend;
+  using epoll_backend_type = typename IOCP_TEST_BACKEND::readiness_backend;
+  std::error_code shutdown_send(socket_handle fd) {
+    return with_backend([&](auto& b) { return b.shutdown_send(fd); });
+  }
+  void set_linger_zero(socket_handle fd) noexcept {
+    with_backend([&](auto& b) { b.set_linger_zero(fd); });
+  }
+  long unacknowledged_bytes(socket_handle fd) noexcept {
+    return with_backend([&](auto& b) { return b.unacknowledged_bytes(fd); });
+  }
+  void close_socket(socket_handle fd) noexcept {
+    with_backend([&](auto& b) { b.close_socket(fd); });
+  }
+#elif !defined(IOCP_HAS_IOCP)
+  using uring_backend_type = io_uring_backend;
+  using epoll_backend_type = epoll_backend;
+#endif
+
   static constexpr std::int64_t min_backoff_ns = 10'000'000;    // 10 ms
   static constexpr std::int64_t max_backoff_ns = 1'000'000'000; // 1 s
 
@@ -330,7 +355,10 @@ private:
   template <class Backend>
   static auto give_back(Backend& backend) noexcept {
     return [&backend](std::uint16_t id) noexcept {
-      if constexpr (requires { backend.give_back(id); }) backend.give_back(id);
+      if constexpr (requires { backend.give_back(id); })
+        backend.give_back(id);
+      else
+        (void)backend; // a backend that lends nothing (clang warns of an unused capture)
     };
   }
 
@@ -905,8 +933,8 @@ private:
 #if defined(IOCP_HAS_IOCP)
   std::optional<iocp_backend> iocp_;
 #else
-  std::optional<io_uring_backend> uring_;
-  std::optional<epoll_backend> epoll_;
+  std::optional<uring_backend_type> uring_;
+  std::optional<epoll_backend_type> epoll_;
 #endif
   [[no_unique_address]] allocator_type allocator_;
   std::vector<accept_context> accepts_;
