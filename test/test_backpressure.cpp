@@ -3,7 +3,9 @@
 
 // Backpressure and limits on every backend, over real loopback sockets: the send-queue water marks,
 // pausing and resuming receiving (with what arrived in between delivered in order), the hard
-// per-connection and server-wide send-queue limits, the idle timeout, and stop_timeout.
+// per-connection and server-wide send-queue limits (and the memory they reserve given back), the
+// idle timeout (also beside a lingering connection), stop_timeout, and timeouts of
+// milliseconds::max() ("for ever").
 #define BOOST_TEST_MODULE backpressure
 #include "boost_test.hpp"
 
@@ -86,6 +88,21 @@ struct push_counters {
     p.send_queue_full = &full;
     p.finished = &finished;
     return p;
+  }
+};
+
+/// On connect: one large send, with a socket buffer large enough for the kernel to take it whole
+/// (epoll writes it at once, from the caller's memory, when nothing is queued).
+struct one_large_send : recording_handler {
+  const std::vector<std::byte>* data;
+  std::atomic<int>* failures;
+
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    recording_handler::on_connected(conn, info);
+    int size = 8 << 20; // the kernel caps it at net.core.wmem_max
+    ::setsockopt(conn.native_handle(), SOL_SOCKET, SO_SNDBUF, reinterpret_cast<const char*>(&size),
+                 sizeof size);
+    if (conn.send(std::span<const std::byte>(*data))) ++*failures;
   }
 };
 
@@ -240,6 +257,25 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(paused_receiving_delivers_held_bytes_and_fin_in_or
   BOOST_TEST(record.violations == 0);
 }
 
+BOOST_AUTO_TEST_CASE_TEMPLATE(send_memory_is_given_back_when_the_kernel_takes_a_send_whole, Config,
+                              backend_configs) {
+  // A send is admitted against max_send_queue_total before epoll writes it at once; when the kernel
+  // took all of it, the thread kept the reservation with nothing queued (until some later queued
+  // block was freed): send_queue_reserved() overstated, and the other threads' sends could be
+  // refused against memory nobody used.
+  event_record record;
+  std::atomic<int> failures{0};
+  const std::vector<std::byte> data = random_bytes(1 << 20, 11);
+  server_of<Config, one_large_send> server(Config::options(), one_large_send{{&record}, &data, &failures});
+  socket_fd client = connect_local(server.local_endpoint().port());
+  BOOST_TEST((recv_exact(client.get(), data.size()) == data));
+  BOOST_TEST(failures == 0);
+  // Nothing is queued any more: at most the few 64 KiB chunks a thread keeps ahead of use.
+  BOOST_TEST(wait_until([&] { return server.send_queue_reserved() <= 4 * 64 * 1024; }, 3s));
+  BOOST_TEST_MESSAGE(to_string(server.backend()) << ": " << server.send_queue_reserved()
+                                                 << " bytes reserved after a 1 MiB send was taken");
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(idle_connections_are_reset_and_active_ones_kept, Config, backend_configs) {
   event_record record;
   auto options = Config::options();
@@ -288,6 +324,79 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stop_without_argument_uses_the_stop_timeout_option
   BOOST_TEST(took < 5s); // the library default would wait 5 s
   BOOST_TEST(
       (record.reason(record.last_connected()) == std::optional<std::error_code>(iocp::errc::stop_timeout)));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(timeouts_of_milliseconds_max_mean_for_ever, Config, backend_configs) {
+  // milliseconds::max() is how a user says "no limit". Counted in nanoseconds it overflowed, and
+  // wrapped to a deadline already passed: an idle timeout reset every connection at once, a
+  // graceful close reset its peer right after the FIN, and stop() reset every connection.
+  event_record record;
+  auto options = Config::options();
+  options.idle_timeout = std::chrono::milliseconds::max();
+  options.linger_timeout = std::chrono::milliseconds::max();
+  server_of<Config, plain_echo> server(options, plain_echo{{&record}});
+  const std::uint16_t port = server.local_endpoint().port();
+  socket_fd lingering = connect_local(port);
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 1; }));
+  const iocp::connection_id lingering_id = record.last_connected();
+  std::this_thread::sleep_for(300ms); // idle all along
+  send_all(lingering.get(), "ping");
+  BOOST_TEST(recv_exact(lingering.get(), 4).size() == 4u);
+  BOOST_TEST(record.disconnected_count() == 0u);
+
+  // A graceful close: our FIN, then the server waits for the peer's, for ever.
+  BOOST_TEST(!server.disconnect(lingering_id));
+  BOOST_TEST(read_until_closed(lingering.get()) == 0); // the FIN, not a reset
+  std::this_thread::sleep_for(300ms);
+  BOOST_TEST(!record.reason(lingering_id).has_value()); // still waiting
+  lingering.reset();                                    // the peer's FIN: a clean close
+  BOOST_TEST(wait_until([&] { return record.disconnected_count() == 1; }));
+  BOOST_TEST((record.reason(lingering_id) == std::optional<std::error_code>(std::error_code{})));
+
+  // stop() with no limit: the FIN, and the connection ends when its peer closes.
+  socket_fd waiting = connect_local(port);
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 2; }));
+  const iocp::connection_id waiting_id = record.last_connected();
+  std::promise<int> seen;
+  std::thread peer([&] {
+    int end = read_until_closed(waiting.get()); // 0: the FIN; times out after 20 s
+    std::this_thread::sleep_for(200ms);         // the stop must still wait
+    waiting.reset();
+    seen.set_value(end);
+  });
+  BOOST_TEST(!server.stop(std::chrono::milliseconds::max()));
+  peer.join();
+  BOOST_TEST(seen.get_future().get() == 0);
+  BOOST_TEST((record.reason(waiting_id) == std::optional<std::error_code>(std::error_code{})));
+  BOOST_TEST(record.server_closed == 1);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(an_idle_timeout_fires_on_time_while_another_connection_lingers, Config,
+                              backend_configs) {
+  // A lingering connection's deadline replaced the next idle sweep as the time the loop woke up,
+  // instead of the earlier of the two: with nothing else to wake it, an idle connection on the same
+  // thread was reset only when the linger period (5 s here) ran out.
+  event_record record;
+  auto options = Config::options();
+  options.threads = 1; // both connections on one loop
+  options.idle_timeout = 300ms;
+  options.linger_timeout = 5s;
+  server_of<Config, plain_echo> server(options, plain_echo{{&record}});
+  const std::uint16_t port = server.local_endpoint().port();
+  socket_fd lingering = connect_local(port); // reads our FIN but never closes
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 1; }));
+  BOOST_TEST(!server.disconnect(record.last_connected()));
+  BOOST_TEST(read_until_closed(lingering.get()) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  socket_fd idle = connect_local(port);
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 2; }));
+  const iocp::connection_id idle_id = record.last_connected();
+  BOOST_TEST(wait_until([&] { return record.reason(idle_id).has_value(); }, 10s));
+  const auto took = std::chrono::steady_clock::now() - start;
+  BOOST_TEST_MESSAGE("the idle connection was reset after "
+                     << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  BOOST_TEST((record.reason(idle_id) == std::optional<std::error_code>(iocp::errc::idle_timeout)));
+  BOOST_TEST(took < 2s); // 300 ms, and at most a tenth more and one sweep; the linger period is 5 s
 }
 
 BOOST_AUTO_TEST_CASE(low_water_mark_above_high_is_refused) {

@@ -13,11 +13,16 @@
 //   echo, close or reset.
 // - Bursts: thousands of connections open at once, all sending in the same instant.
 // - Stop: a graceful stop() with thousands of connections open ends every one with a FIN.
+// - Memory: 1,000 clients that never read stay within the send-queue cap (and the process's
+//   resident memory within a bound derived from it); afterwards they read everything, byte-exact.
+// - Stop mid-transfer: stop() with a short deadline, and the destructor, while hundreds of
+//   connections echo megabytes both ways.
 // - And first: a server leaves no spurious EINTR behind in the thread that made it.
 #define BOOST_TEST_MODULE stress
 #include "boost_test.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 
@@ -28,6 +33,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -713,4 +719,399 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_with_thousands_connected, Config, ba
   }
   sockets.clear();
   BOOST_TEST(open_descriptors() <= descriptors_at_start + 2);
+}
+
+namespace {
+
+/// Raises the soft descriptor limit to the hard one; returns the limit in force.
+std::size_t raise_descriptor_limit() {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return static_cast<std::size_t>(limit.rlim_cur);
+}
+
+/// This process's resident memory, from /proc/self/statm.
+std::size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+/// A connected, non-blocking client socket whose receive buffer is set small before the
+/// handshake, so that the kernel holds little of what the server sends it.
+socket_fd connect_small_receiver(const iocp::endpoint& to) {
+  socket_fd s = open_tcp_socket(AF_INET);
+  int small = 4096;
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(to.port());
+  std::memcpy(&a.sin_addr, to.bytes().data(), 4);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) fail_errno("connect");
+  ::fcntl(s.get(), F_SETFL, ::fcntl(s.get(), F_GETFL) | O_NONBLOCK);
+  return s;
+}
+
+/// On connect, sends a 64 KiB block again and again, up to `goal` bytes, as far as the send-queue
+/// limits let it; keeps the server side's socket buffer small, so that most of it has to queue.
+/// Records how many bytes each connection's sends accepted, by the client's port.
+struct flooder : recording_handler {
+  const std::vector<std::byte>* block;
+  std::size_t goal;
+  std::map<std::uint16_t, std::size_t>* accepted_by_port; // guarded by record->mutex
+  std::atomic<std::size_t>* refused;
+  std::atomic<std::size_t>* other_errors;
+
+  void on_connected(auto& conn, const iocp::connection_info& info) {
+    recording_handler::on_connected(conn, info);
+    int small = 16 * 1024;
+    ::setsockopt(conn.native_handle(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    std::size_t accepted = 0;
+    while (accepted < goal) {
+      std::error_code e = conn.send(std::span<const std::byte>(*block));
+      if (e == iocp::errc::send_queue_full) {
+        ++*refused;
+        break;
+      }
+      if (e) {
+        ++*other_errors;
+        break;
+      }
+      accepted += block->size();
+    }
+    std::lock_guard l(record->mutex);
+    (*accepted_by_port)[info.remote.port()] = accepted;
+  }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_thousand_clients_that_never_read_stay_within_the_send_queue_cap, Config,
+                              backend_configs) {
+  // 1,000 clients that do not read while the server sends each up to 2 MiB: without limits the
+  // server would queue about 2 GB. With max_send_queue_per_connection 1 MiB and
+  // max_send_queue_total 64 MiB, sends past either fail with send_queue_full, the memory reserved
+  // for queues never passes the cap, and the process's resident memory grows by at most
+  // cap * 9/8 + 24 MiB while the clients do not read: the cap, an eighth for allocator rounding and
+  // the 64 KiB chunks each thread reserves ahead, and 24 MiB for 1,000 connections' own state and
+  // this test's bookkeeping. Then the clients read everything they were sent, byte-exact (a tenth of
+  // them close halfway instead), and every connection ends with one on_disconnected.
+  constexpr std::size_t count = 1000;
+  constexpr std::size_t cap = std::size_t{64} << 20;
+  const std::size_t limit = raise_descriptor_limit();
+  BOOST_TEST_REQUIRE(limit >= 2 * count + 256, "descriptor limit " << limit << " is too low");
+  const std::size_t descriptors_at_start = open_descriptors();
+  const std::vector<std::byte> block = random_bytes(64 * 1024, 0xF100D);
+  event_record record;
+  std::map<std::uint16_t, std::size_t> accepted_by_port;
+  std::atomic<std::size_t> refused{0}, other_errors{0};
+  auto options = Config::options();
+  options.max_send_queue_per_connection = std::size_t{1} << 20;
+  options.max_send_queue_total = cap;
+  {
+    typename Config::template server<flooder> server(
+        options,
+        flooder{{&record}, &block, std::size_t{2} << 20, &accepted_by_port, &refused, &other_errors});
+    const iocp::endpoint at = server.local_endpoint();
+    ::malloc_trim(0); // what earlier cases freed goes back to the system: this case's growth is its own
+    const std::size_t rss_before = resident_bytes();
+    std::vector<socket_fd> clients;
+    clients.reserve(count);
+    for (std::size_t i = 0; i < count; ++i)
+      clients.push_back(connect_small_receiver(at));
+    BOOST_TEST_REQUIRE(wait_until([&] {
+      std::lock_guard l(record.mutex);
+      return accepted_by_port.size() == count;
+    }));
+
+    // ---- nobody reads ----
+    std::size_t rss_peak = 0, reserved_peak = 0;
+    for (int sample = 0; sample < 10; ++sample) {
+      rss_peak = std::max(rss_peak, resident_bytes());
+      reserved_peak = std::max(reserved_peak, server.send_queue_reserved());
+      std::this_thread::sleep_for(50ms);
+    }
+    std::size_t accepted_total = 0;
+    {
+      std::lock_guard l(record.mutex);
+      for (const auto& [port, n] : accepted_by_port)
+        accepted_total += n;
+    }
+    const std::size_t growth = rss_peak > rss_before ? rss_peak - rss_before : 0;
+    const std::size_t bound = cap / 8 * 9 + (std::size_t{24} << 20);
+    BOOST_TEST_MESSAGE(to_string(server.backend())
+                       << ": " << count << " clients not reading; sends accepted " << (accepted_total >> 20)
+                       << " MiB, " << refused << " refused; send memory reserved at most "
+                       << (reserved_peak >> 20) << " MiB (cap " << (cap >> 20)
+                       << " MiB); resident memory grew by " << (growth >> 20) << " MiB (bound "
+                       << (bound >> 20) << " MiB)");
+    BOOST_TEST(other_errors == 0u);
+    BOOST_TEST(refused > 0u); // the caps were reached
+    BOOST_TEST(reserved_peak <= cap);
+    BOOST_TEST(growth <= bound);
+    BOOST_TEST(record.disconnected_count() == 0u);
+
+    // ---- the clients read what they were sent (byte-exact), or close halfway ----
+    socket_fd poller(::epoll_create1(EPOLL_CLOEXEC));
+    BOOST_TEST_REQUIRE(poller.get() >= 0);
+    std::vector<std::size_t> want(count), got(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      {
+        std::lock_guard l(record.mutex);
+        want[i] = accepted_by_port.at(local_port_of(clients[i].get()));
+      }
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = i;
+      BOOST_TEST_REQUIRE(::epoll_ctl(poller.get(), EPOLL_CTL_ADD, clients[i].get(), &ev) == 0);
+    }
+    std::size_t left = count, mismatches = 0, early_ends = 0, closed_halfway = 0;
+    auto finish = [&](std::size_t i) {
+      ::epoll_ctl(poller.get(), EPOLL_CTL_DEL, clients[i].get(), nullptr);
+      clients[i].reset();
+      --left;
+    };
+    for (std::size_t i = 0; i < count; ++i)
+      if (want[i] == 0) finish(i); // nothing was accepted for it
+    std::vector<epoll_event> events(256);
+    std::vector<std::byte> buffer(256 * 1024);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (left > 0 && std::chrono::steady_clock::now() < deadline) {
+      int n = ::epoll_wait(poller.get(), events.data(), static_cast<int>(events.size()), 100);
+      for (int k = 0; k < n; ++k) {
+        const std::size_t i = events[k].data.u64;
+        if (!clients[i]) continue;
+        ssize_t r = ::recv(clients[i].get(), buffer.data(), buffer.size(), 0);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (r <= 0) { // the server does not close while we have not read everything
+          ++early_ends;
+          finish(i);
+          continue;
+        }
+        for (ssize_t b = 0; b < r; ++b)
+          if (buffer[static_cast<std::size_t>(b)] !=
+              block[(got[i] + static_cast<std::size_t>(b)) % block.size()]) {
+            ++mismatches;
+            break;
+          }
+        got[i] += static_cast<std::size_t>(r);
+        if (got[i] > want[i]) ++mismatches;
+        if (got[i] >= want[i]) {
+          finish(i); // all of it: our FIN, and the server closes cleanly
+        } else if (i % 10 == 9 && got[i] >= want[i] / 2) {
+          ++closed_halfway;
+          finish(i); // unread bytes: a reset
+        }
+      }
+    }
+    BOOST_TEST_MESSAGE("  clients: " << count - left << " done (" << closed_halfway << " closed halfway), "
+                                     << mismatches << " mismatches, " << early_ends << " early ends");
+    BOOST_TEST(left == 0u);
+    BOOST_TEST(mismatches == 0u);
+    BOOST_TEST(early_ends == 0u);
+
+    BOOST_TEST(wait_until(
+        [&] { return server.connection_count() == 0 && record.disconnected_count() == count; }, 30s));
+    BOOST_TEST(record.connected_count() == count);
+    BOOST_TEST(record.duplicate_disconnects == 0);
+    std::size_t clean = 0, resets = 0, other = 0;
+    {
+      std::lock_guard l(record.mutex);
+      for (const auto& [id, reason] : record.disconnected)
+        ++(!reason                                                                     ? clean
+           : reason == std::errc::connection_reset || reason == std::errc::broken_pipe ? resets
+                                                                                       : other);
+    }
+    BOOST_TEST_MESSAGE("  server: " << clean << " clean closes, " << resets << " resets, " << other
+                                    << " other");
+    BOOST_TEST(other == 0u);
+    BOOST_TEST(resets <= closed_halfway); // only a client that left bytes unread resets
+    BOOST_TEST(!server.stop());
+    BOOST_TEST(record.server_closed == 1);
+    BOOST_TEST(server.send_queue_reserved() <= 2 * 4 * 64 * 1024u); // a few chunks per thread at most
+  }
+  BOOST_TEST(open_descriptors() <= descriptors_at_start + 2);
+}
+
+namespace {
+
+/// Echoes everything; sends refused once the stop has shut the send side are expected.
+struct stop_echo : recording_handler {
+  std::atomic<std::size_t>* refused;
+  void on_received(auto& conn, std::span<const std::byte> data) {
+    if (conn.send(data)) ++*refused;
+  }
+};
+
+/// Client i's byte at stream offset k: the server must echo exactly these, in order.
+std::byte transfer_byte(std::size_t i, std::uint64_t k) {
+  return static_cast<std::byte>((k * 131 + i * 7) ^ (k >> 11));
+}
+
+enum class stop_kind { stop_with_deadline, destructor };
+
+/// Hundreds of clients sending and reading large amounts through the echo server; mid-transfer,
+/// the server is stopped (stop with a short deadline, or its destructor).
+template <class Config>
+void stop_mid_transfer(stop_kind how) {
+  constexpr std::size_t count = 400;
+  constexpr std::uint64_t per_client = 8u << 20; // more than can pass before the stop
+  const std::size_t descriptors_at_start = open_descriptors();
+  event_record record;
+  std::atomic<std::size_t> refused{0};
+  auto server = std::make_unique<typename Config::template server<stop_echo>>(Config::options(),
+                                                                              stop_echo{{&record}, &refused});
+  const iocp::endpoint at = server->local_endpoint();
+  struct client {
+    socket_fd s;
+    std::uint64_t sent = 0, echoed = 0;
+    int end = -1; // -1: open; 0: the server's FIN; else the errno of the read that ended it
+    bool writing = true;
+    bool mismatch = false;
+  };
+  std::vector<client> clients(count);
+  socket_fd poller(::epoll_create1(EPOLL_CLOEXEC));
+  BOOST_TEST_REQUIRE(poller.get() >= 0);
+  for (std::size_t i = 0; i < count; ++i) {
+    clients[i].s = connect_to(at, source_address(i).c_str());
+    ::fcntl(clients[i].s.get(), F_SETFL, ::fcntl(clients[i].s.get(), F_GETFL) | O_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u64 = i;
+    BOOST_TEST_REQUIRE(::epoll_ctl(poller.get(), EPOLL_CTL_ADD, clients[i].s.get(), &ev) == 0);
+  }
+  BOOST_TEST_REQUIRE(wait_until([&] { return server->connection_count() == count; }));
+
+  // One thread drives every client: sends its stream, reads and checks the echo, and when the
+  // stream ends (the server's FIN, or a reset) closes. It never waits for the server.
+  std::atomic<std::uint64_t> echoed_total{0};
+  std::atomic<std::size_t> writing{count}, open{count};
+  std::atomic<bool> give_up{false};
+  std::thread driver([&] {
+    std::vector<epoll_event> events(256);
+    std::vector<std::byte> out(64 * 1024), in(64 * 1024);
+    while (open > 0 && !give_up) {
+      int n = ::epoll_wait(poller.get(), events.data(), static_cast<int>(events.size()), 50);
+      for (int k = 0; k < n; ++k) {
+        const std::size_t i = events[k].data.u64;
+        client& c = clients[i];
+        if (c.end != -1) continue;
+        if (c.writing && (events[k].events & EPOLLOUT)) {
+          std::size_t len =
+              static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), per_client - c.sent));
+          for (std::size_t b = 0; b < len; ++b)
+            out[b] = transfer_byte(i, c.sent + b);
+          ssize_t r = ::send(c.s.get(), out.data(), len, MSG_NOSIGNAL);
+          if (r > 0) c.sent += static_cast<std::uint64_t>(r);
+          if ((r < 0 && errno != EAGAIN && errno != EINTR) || c.sent == per_client) {
+            c.writing = false; // done, or the server is gone; the read side says how it ended
+            --writing;
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = i;
+            ::epoll_ctl(poller.get(), EPOLL_CTL_MOD, c.s.get(), &ev);
+          }
+        }
+        if (events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+          ssize_t r = ::recv(c.s.get(), in.data(), in.size(), 0);
+          if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+          if (r > 0) {
+            for (ssize_t b = 0; b < r && !c.mismatch; ++b)
+              if (in[static_cast<std::size_t>(b)] !=
+                  transfer_byte(i, c.echoed + static_cast<std::uint64_t>(b)))
+                c.mismatch = true;
+            c.echoed += static_cast<std::uint64_t>(r);
+            if (c.echoed > c.sent) c.mismatch = true;
+            echoed_total += static_cast<std::uint64_t>(r);
+            continue;
+          }
+          c.end = r == 0 ? 0 : errno;
+          ::epoll_ctl(poller.get(), EPOLL_CTL_DEL, c.s.get(), nullptr);
+          c.s.reset(); // our FIN (or nothing, after a reset)
+          --open;
+        }
+      }
+    }
+  });
+
+  // Let the transfer run, then stop it in the middle.
+  wait_until([&] { return echoed_total.load() >= count * std::uint64_t{256 * 1024}; }, 20s);
+  const std::size_t in_flight = writing.load();
+  const auto start = std::chrono::steady_clock::now();
+  if (how == stop_kind::stop_with_deadline)
+    BOOST_TEST(!server->stop(200ms));
+  else
+    server.reset();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Every client's stream ends soon after: the FIN after its echo, or a reset. None hangs.
+  wait_until([&] { return open.load() == 0; }, 20s);
+  give_up = true;
+  driver.join();
+
+  std::size_t fins = 0, resets = 0, other_ends = 0, hung = 0, mismatches = 0;
+  for (const client& c : clients) {
+    if (c.end == -1)
+      ++hung;
+    else if (c.end == 0)
+      ++fins;
+    else if (c.end == ECONNRESET || c.end == EPIPE)
+      ++resets;
+    else
+      ++other_ends;
+    if (c.mismatch) ++mismatches;
+  }
+  std::size_t clean = 0, stop_timeouts = 0, peer_resets = 0, other_reasons = 0;
+  {
+    std::lock_guard l(record.mutex);
+    for (const auto& [id, reason] : record.disconnected)
+      ++(!reason                                                                     ? clean
+         : reason == iocp::errc::stop_timeout                                        ? stop_timeouts
+         : reason == std::errc::connection_reset || reason == std::errc::broken_pipe ? peer_resets
+                                                                                     : other_reasons);
+  }
+  BOOST_TEST_MESSAGE(to_string(Config::io_backend)
+                     << (how == stop_kind::destructor ? ": destructor" : ": stop(200 ms)") << " with "
+                     << count << " connections, " << in_flight << " still sending and "
+                     << (echoed_total.load() >> 20) << " MiB echoed, took " << took << " s; clients saw "
+                     << fins << " FINs, " << resets << " resets, " << other_ends << " other ends, " << hung
+                     << " no end, " << mismatches << " wrong bytes; server: " << clean << " clean, "
+                     << stop_timeouts << " stop_timeout, " << peer_resets << " peer resets, " << other_reasons
+                     << " other; " << refused << " echoes refused");
+  BOOST_TEST(in_flight > 0u); // the stop came mid-transfer
+  BOOST_TEST(took < 5.0);
+  BOOST_TEST(hung == 0u);
+  BOOST_TEST(other_ends == 0u);
+  BOOST_TEST(mismatches == 0u);
+  BOOST_TEST(fins + resets == count);
+  BOOST_TEST(record.connected_count() == count);
+  BOOST_TEST(record.disconnected_count() == count);
+  BOOST_TEST(record.duplicate_disconnects == 0);
+  BOOST_TEST(other_reasons == 0u);
+  BOOST_TEST(record.server_closed == 1);
+  if (how == stop_kind::destructor) BOOST_TEST(clean == 0u); // no wait: every connection is reset
+  server.reset();
+  poller.reset();
+  BOOST_TEST(open_descriptors() <= descriptors_at_start + 2);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(stop_with_a_short_deadline_mid_transfer, Config, backend_configs) {
+  // stop(200 ms) while 400 connections echo megabytes both ways: stop() returns, every connection
+  // gets exactly one on_disconnected, each client sees its echo (a prefix, byte-exact) and then the
+  // server's FIN or a reset, never silence, and no descriptor is left behind.
+  stop_mid_transfer<Config>(stop_kind::stop_with_deadline);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(destructor_mid_transfer, Config, backend_configs) {
+  // The same with the destructor: no wait at all, every connection is reset.
+  stop_mid_transfer<Config>(stop_kind::destructor);
 }

@@ -66,6 +66,8 @@ struct server_options {
   /// On an IPv6 listener, refuse IPv4-mapped clients (IPV6_V6ONLY).
   bool v6_only = false;
   /// After a graceful close has sent its FIN, how long to wait for the peer's before resetting.
+  /// Here and in the other timeouts, std::chrono::milliseconds::max() (or anything too long for the
+  /// clock to count) means for ever.
   std::chrono::milliseconds linger_timeout{5000};
 
   // ---- backpressure and limits ----
@@ -81,8 +83,8 @@ struct server_options {
   std::size_t max_send_queue_per_connection = std::size_t{64} << 20;
   std::size_t max_send_queue_total = std::size_t{1} << 30;
   /// A connection that receives nothing and whose sends make no progress for this long is reset
-  /// (on_disconnected with errc::idle_timeout). Zero: no idle timeout. Checked about every tenth of
-  /// the timeout, so a connection may live up to 10% longer.
+  /// (on_disconnected with errc::idle_timeout). Zero or less: no idle timeout. Checked about every
+  /// tenth of the timeout, so a connection may live up to 10% longer.
   std::chrono::milliseconds idle_timeout{0};
   /// The graceful stop's deadline: stop() without an argument and request_stop() use it.
   std::chrono::milliseconds stop_timeout{5000};

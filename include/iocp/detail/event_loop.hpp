@@ -24,6 +24,7 @@
 #include "iocp/connection.hpp"
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/clock.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/loop_counters.hpp"
 #include "iocp/detail/send_budget.hpp"
@@ -37,12 +38,6 @@ namespace iocp::detail {
 /// The event loop whose thread is running, if any: lets an operation called on the owning thread
 /// act at once instead of being posted.
 inline thread_local const void* current_event_loop = nullptr;
-
-inline std::int64_t monotonic_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 /// Work for a connection posted from another thread.
 struct loop_command {
@@ -323,6 +318,31 @@ public:
   }
 
 private:
+#if defined(IOCP_TEST_BACKEND) && !defined(IOCP_HAS_IOCP)
+  // A test build on Linux (test/fuzz/fuzz_event_loop.cpp): IOCP_TEST_BACKEND names a class,
+  // defined before the library's headers are included, whose fake backends stand in for io_uring
+  // and epoll, and whose sockets and clock (detail/clock.hpp) are not the kernel's. These members
+  // hide the free socket functions of the same names, so the state machine's own socket calls reach
+  // the fake. Without the macro only the two aliases below exist: nothing changes, nothing costs.
+  using uring_backend_type = typename IOCP_TEST_BACKEND::completion_backend;
+  using epoll_backend_type = typename IOCP_TEST_BACKEND::readiness_backend;
+  std::error_code shutdown_send(socket_handle fd) {
+    return with_backend([&](auto& b) { return b.shutdown_send(fd); });
+  }
+  void set_linger_zero(socket_handle fd) noexcept {
+    with_backend([&](auto& b) { b.set_linger_zero(fd); });
+  }
+  long unacknowledged_bytes(socket_handle fd) noexcept {
+    return with_backend([&](auto& b) { return b.unacknowledged_bytes(fd); });
+  }
+  int close_socket(socket_handle fd) noexcept {
+    return with_backend([&](auto& b) { return b.close_socket(fd); });
+  }
+#elif !defined(IOCP_HAS_IOCP)
+  using uring_backend_type = io_uring_backend;
+  using epoll_backend_type = epoll_backend;
+#endif
+
   static constexpr std::int64_t min_backoff_ns = 10'000'000;    // 10 ms
   static constexpr std::int64_t max_backoff_ns = 1'000'000'000; // 1 s
 
@@ -339,7 +359,7 @@ private:
       if constexpr (requires { backend.give_back(id); })
         backend.give_back(id);
       else
-        (void)backend; // epoll lends no receive buffers
+        (void)backend; // a backend that lends nothing (clang warns of an unused capture)
     };
   }
 
@@ -355,6 +375,7 @@ private:
         if (!budget_.admit(data.size() + c.queue_.block_overhead)) return false;
         int n = backend.send_now(c, data.data(), data.size());
         if (n < 0) {
+          budget_.settle();
           begin_close(c, errno_code(-n), false); // reported through on_disconnected, like a
           return true;                           // send that fails later
         }
@@ -362,7 +383,10 @@ private:
         if constexpr (has_on_sent<handler_type, connection_type>)
           if (n > 0) backend.report_sent_later(c, n);
         data = data.subspan(static_cast<std::size_t>(n));
-        if (data.empty()) return true;
+        if (data.empty()) {
+          budget_.settle(); // nothing queued: what was admitted for it is not held on to
+          return true;
+        }
       }
     }
     if constexpr (requires(std::uint16_t id) { backend.lend(data.data(), data.size(), id); }) {
@@ -677,7 +701,7 @@ private:
   /// ordered by deadline.
   void start_linger(connection_type& c) {
     c.lingering_ = true;
-    c.linger_deadline_ns_ = monotonic_ns() + std::chrono::nanoseconds(options_.linger_timeout).count();
+    c.linger_deadline_ns_ = later_ns(monotonic_ns(), linger_timeout_ns_);
     c.linger_prev_ = linger_tail_;
     c.linger_next_ = nullptr;
     if (linger_tail_)
@@ -837,12 +861,12 @@ private:
 
   long long next_timeout_ns() const noexcept {
     if (!resumed_.empty()) return 0;
-    std::int64_t deadline = INT64_MAX;
+    std::int64_t deadline = never_ns;
     if (idle_timeout_ns_) deadline = next_idle_sweep_ns_;
-    if (linger_head_) deadline = linger_head_->linger_deadline_ns_;
+    if (linger_head_) deadline = (std::min)(deadline, linger_head_->linger_deadline_ns_);
     if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
     if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
-    if (deadline == INT64_MAX) return -1;
+    if (deadline == never_ns) return -1;
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
 
@@ -889,10 +913,11 @@ private:
   /// (a wait of at most one sweep interval), so a connection gets that much more before it counts.
   void close_idle_connections() {
     const std::int64_t interval = idle_sweep_interval_ns();
-    next_idle_sweep_ns_ = now_ns_ + interval;
+    next_idle_sweep_ns_ = later_ns(now_ns_, interval);
+    const std::int64_t limit = later_ns(idle_timeout_ns_, interval);
     std::vector<connection_id> idle;
     for (connection_type* c = live_; c; c = c->next_)
-      if (!c->closing_ && now_ns_ - c->last_active_ns_ > idle_timeout_ns_ + interval) idle.push_back(c->id_);
+      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit) idle.push_back(c->id_);
     for (connection_id id : idle)
       if (connection_type* c = find(id)) abort(*c, make_error_code(errc::idle_timeout));
   }
@@ -913,14 +938,15 @@ private:
                                                              : options_.max_send_queue_per_connection);
   // Connections whose held input waits to be delivered after resume_receiving().
   std::vector<connection_id> resumed_;
-  const std::int64_t idle_timeout_ns_ = std::chrono::nanoseconds(options_.idle_timeout).count();
+  const std::int64_t idle_timeout_ns_ = timeout_ns(options_.idle_timeout);
+  const std::int64_t linger_timeout_ns_ = timeout_ns(options_.linger_timeout);
   std::int64_t now_ns_ = idle_timeout_ns_ ? monotonic_ns() : 0;
-  std::int64_t next_idle_sweep_ns_ = now_ns_ + (idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
+  std::int64_t next_idle_sweep_ns_ = later_ns(now_ns_, idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
 #if defined(IOCP_HAS_IOCP)
   std::optional<iocp_backend> iocp_;
 #else
-  std::optional<io_uring_backend> uring_;
-  std::optional<epoll_backend> epoll_;
+  std::optional<uring_backend_type> uring_;
+  std::optional<epoll_backend_type> epoll_;
 #endif
   [[no_unique_address]] allocator_type allocator_;
   std::vector<accept_context> accepts_;

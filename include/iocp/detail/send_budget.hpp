@@ -53,6 +53,11 @@ public:
   void add(std::size_t n) noexcept { queued_ += n; }
   void remove(std::size_t n) noexcept {
     queued_ -= n;
+    settle();
+  }
+  /// Gives back what this thread holds beyond a few chunks it does not use: after remove(), and
+  /// after bytes admitted were not queued after all (the kernel took them at once).
+  void settle() noexcept {
     if (reserved_ - queued_ > 4 * chunk) {
       std::size_t give = (reserved_ - queued_ - chunk) / chunk * chunk;
       shared_.release(give);

@@ -12,7 +12,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <system_error>
 #include <vector>
@@ -158,7 +160,12 @@ public:
 
   template <class Sink>
   void run_once(long long timeout_ns, Sink& sink) {
-    int timeout_ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+    // Rounded up, and at most INT_MAX ms (24 days): a longer wait is cut short, never made endless.
+    int timeout_ms =
+        timeout_ns < 0
+            ? -1
+            : static_cast<int>(std::min<long long>(timeout_ns / 1'000'000 + (timeout_ns % 1'000'000 != 0),
+                                                   std::numeric_limits<int>::max()));
     if (!ready_.empty()) timeout_ms = 0;
     int n;
     if (int e = injected_fault(testing::fault_site::wait)) [[unlikely]] {
