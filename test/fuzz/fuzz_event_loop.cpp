@@ -289,8 +289,10 @@ public:
                                                                              shared_(receive_size) {
     attach(receive_size);
   }
-  fake_backend(int, std::size_t receive_size, unsigned, unsigned receive_buffers) requires(!Readiness)
+  fake_backend(int, std::size_t receive_size, unsigned, unsigned receive_buffers,
+               bool sole_acceptor) requires(!Readiness)
       : w_(*current_world), ring_(receive_buffers) {
+    check(sole_acceptor, "the fuzzed server has one I/O thread, the sole acceptor");
     for (slot& b : ring_)
       b.bytes.resize(receive_size);
     lendable_left_ = receive_buffers / 2;
