@@ -227,6 +227,18 @@ bool fresh_echo(std::uint16_t port, std::size_t size, std::uint64_t seed) {
   return recv_until_eof(s.get()).empty();
 }
 
+/// Raises the soft descriptor limit to the hard one; returns the limit in force.
+std::size_t raise_descriptor_limit() {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return static_cast<std::size_t>(limit.rlim_cur);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_server_does_not_interrupt_the_thread_that_made_it, Config, backend_configs) {
@@ -514,17 +526,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(server_side_closes_race_client_traffic, Config, ba
 BOOST_AUTO_TEST_CASE_TEMPLATE(thousands_of_connections_echo_in_bursts, Config, backend_configs) {
   // Thousands of connections open at once, each sending in the same instant, round after round:
   // bursts of completions far larger than one ring or one epoll_wait batch holds.
-  rlimit limit{};
-  ::getrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-  }
+  const std::size_t descriptor_limit = raise_descriptor_limit();
   // Two descriptors per connection (ours and the server's) and room for the rest.
-  const std::size_t count = std::min<std::size_t>(6000, (static_cast<std::size_t>(limit.rlim_cur) - 256) / 2);
+  const std::size_t count = std::min<std::size_t>(6000, (descriptor_limit - 256) / 2);
   constexpr int rounds = 5;
-  BOOST_TEST_MESSAGE("descriptor limit " << limit.rlim_cur << ": " << count << " connections at once");
+  BOOST_TEST_MESSAGE("descriptor limit " << descriptor_limit << ": " << count << " connections at once");
   BOOST_TEST_REQUIRE(count >= 300u);
 
   const std::size_t descriptors_at_start = open_descriptors();
@@ -722,18 +728,6 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(graceful_stop_with_thousands_connected, Config, ba
 }
 
 namespace {
-
-/// Raises the soft descriptor limit to the hard one; returns the limit in force.
-std::size_t raise_descriptor_limit() {
-  rlimit limit{};
-  ::getrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-  }
-  return static_cast<std::size_t>(limit.rlim_cur);
-}
 
 /// This process's resident memory, from /proc/self/statm.
 std::size_t resident_bytes() {

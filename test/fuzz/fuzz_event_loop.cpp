@@ -74,18 +74,12 @@
 #include "iocp/detail/linux/socket_ops.hpp"
 #include "iocp/handler.hpp"
 
+#include "fuzz_checks.hpp"
+
 namespace fuzz {
 
 using iocp::detail::accept_context;
 using iocp::detail::io_object;
-
-[[noreturn]] inline void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_event_loop: %s\n", what);
-  std::abort();
-}
-inline void check(bool ok, const char* what) {
-  if (!ok) fail(what);
-}
 
 /// What a fake peer sends: a function of the socket and the offset, so bytes out of order, repeated
 /// or from another connection do not compare equal.
@@ -980,32 +974,6 @@ using iocp::make_error_code;
 
 struct injected_exception {};
 
-/// Forwards to plain_allocator (so ASan sees every block) and checks each comes back once, with
-/// the size it was allocated with.
-class checked_allocator {
-public:
-  checked_allocator() = default;
-  checked_allocator(const checked_allocator&) = delete;
-  checked_allocator& operator=(const checked_allocator&) = delete;
-  ~checked_allocator() { check(live_.empty(), "the loop's allocator still has blocks out when it goes"); }
-  void* allocate(std::size_t n) {
-    void* p = inner_.allocate(n);
-    live_.emplace(p, n);
-    return p;
-  }
-  void deallocate(void* p, std::size_t n) noexcept {
-    auto it = live_.find(p);
-    check(it != live_.end(), "freed a block that is not allocated");
-    check(it->second == n, "freed a block with another size than it was allocated with");
-    live_.erase(it);
-    inner_.deallocate(p, n);
-  }
-
-private:
-  iocp::plain_allocator inner_;
-  std::unordered_map<void*, std::size_t> live_;
-};
-
 /// Makes a call on the I/O thread take the path of a call from any other thread (posted, carried
 /// out at the loop's next wake): the loop tells the two apart only by this thread-local.
 struct as_another_thread {
@@ -1691,8 +1659,8 @@ struct fuzz_handler {
 
 template <bool Full>
 void run(world& w, const iocp::server_options& options) {
-  using server_type =
-      iocp::basic_iocp_server<fuzz_handler<Full>, checked_allocator, iocp::mutex_map, iocp::single_threaded>;
+  using server_type = iocp::basic_iocp_server<fuzz_handler<Full>, checked_allocator<iocp::plain_allocator>,
+                                              iocp::mutex_map, iocp::single_threaded>;
   driver<server_type> d(w, options);
   w.driver = &d;
   auto server = std::make_unique<server_type>(options, fuzz_handler<Full>{&d});

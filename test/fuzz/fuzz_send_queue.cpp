@@ -32,43 +32,12 @@
 #include "iocp/detail/send_budget.hpp"
 #include "iocp/detail/send_queue.hpp"
 
+#include "fuzz_checks.hpp"
+
 namespace {
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_send_queue: %s\n", what);
-  std::abort();
-}
-void check(bool ok, const char* what) {
-  if (!ok) fail(what);
-}
-
-/// Forwards to `Inner` and checks each block comes back once, with the size it was allocated with.
-template <class Inner>
-class checked_allocator {
-public:
-  checked_allocator() = default;
-  checked_allocator(const checked_allocator&) = delete;
-  checked_allocator& operator=(const checked_allocator&) = delete;
-  ~checked_allocator() { check(live_.empty(), "blocks still allocated when the queue is gone"); }
-
-  void* allocate(std::size_t n) {
-    void* p = inner_.allocate(n);
-    check(reinterpret_cast<std::uintptr_t>(p) % alignof(std::max_align_t) == 0, "misaligned block");
-    live_.emplace(p, n);
-    return p;
-  }
-  void deallocate(void* p, std::size_t n) noexcept {
-    auto it = live_.find(p);
-    check(it != live_.end(), "freed a block that is not allocated");
-    check(it->second == n, "freed a block with another size than it was allocated with");
-    live_.erase(it);
-    inner_.deallocate(p, n);
-  }
-
-private:
-  Inner inner_;
-  std::unordered_map<void*, std::size_t> live_;
-};
+using fuzz::check;
+using fuzz::checked_allocator;
 
 /// The bytes queued are a position-dependent pattern (repeating after more than the model can
 /// hold), so bytes out of order or repeated do not compare equal.
