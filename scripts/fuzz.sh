@@ -16,7 +16,8 @@ meson compile -C "$build"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
 status=0
-meson test -C "$build" --suite fuzz --print-errorlogs --num-processes 1 \
+# One target per core at a time: each is single-threaded (fuzz_event_loop's two threads take turns).
+meson test -C "$build" --suite fuzz --print-errorlogs --num-processes "$(nproc)" \
   --test-args="-max_total_time=$seconds" || status=$?
 # libFuzzer's closing statistics, from each target's output in the test log.
 python3 - "$build/meson-logs/testlog.json" <<'EOF'
