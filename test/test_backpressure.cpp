@@ -106,6 +106,19 @@ struct one_large_send : recording_handler {
   }
 };
 
+/// Holds its I/O thread in on_received until the test lets it go, so that work posted to that
+/// thread waits in its queue meanwhile.
+struct blocking_receiver : recording_handler {
+  std::atomic<bool>* holding;
+  std::atomic<bool>* blocked;
+
+  void on_received(auto&, std::span<const std::byte>) {
+    blocked->store(true);
+    while (holding->load())
+      std::this_thread::sleep_for(1ms);
+  }
+};
+
 struct plain_echo : recording_handler {
   void on_received(auto& conn, std::span<const std::byte> data) { conn.send(data); }
 };
@@ -255,6 +268,57 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(paused_receiving_delivers_held_bytes_and_fin_in_or
   }
   BOOST_TEST(wait_until([&] { return record.disconnected_count() == 1; }));
   BOOST_TEST(record.violations == 0);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(sends_posted_from_another_thread_meet_the_server_wide_cap, Config,
+                              backend_configs) {
+  // The connection's thread is held in a callback while this thread sends to the connection by id:
+  // the sends wait in that thread's command queue. They must meet max_send_queue_total there (they
+  // used to be counted only once the thread carried them out, so a sender faster than the
+  // connection's thread could make the server hold any amount of memory).
+  event_record record;
+  std::atomic<bool> holding{true}, blocked{false};
+  auto options = Config::options();
+  options.max_send_queue_total = 1 << 20;
+  server_of<Config, blocking_receiver> server(options, blocking_receiver{{&record}, &holding, &blocked});
+  socket_fd client = connect_local(server.local_endpoint().port());
+  BOOST_TEST_REQUIRE(wait_until([&] { return record.connected_count() == 1; }));
+  const iocp::connection_id id = [&] {
+    std::lock_guard l(record.mutex);
+    return record.connected.front();
+  }();
+  send_all(client.get(), "x");
+  BOOST_TEST_REQUIRE(wait_until([&] { return blocked.load(); }));
+
+  const std::vector<std::byte> block = random_bytes(64 * 1024, 5);
+  std::size_t accepted = 0;
+  std::error_code refusal;
+  for (int i = 0; i < 64 && !refusal; ++i) { // 4 MiB wanted, 1 MiB allowed
+    refusal = server.send(id, std::span<const std::byte>(block));
+    if (!refusal) ++accepted;
+  }
+  const std::size_t reserved_while_held = server.send_queue_reserved();
+  holding = false;
+  BOOST_TEST(refusal == iocp::errc::send_queue_full,
+             "posted sends were never refused: " << refusal.message());
+  BOOST_TEST(accepted * block.size() <= options.max_send_queue_total);
+  BOOST_TEST(accepted >= 8u); // half the cap at least: nothing else holds more than a few chunks
+  BOOST_TEST(reserved_while_held <= options.max_send_queue_total);
+  BOOST_TEST_MESSAGE(to_string(server.backend()) << ": " << accepted << " posted 64 KiB sends accepted, "
+                                                 << reserved_while_held << " bytes reserved meanwhile");
+
+  // The accepted sends arrive whole and in order once the thread goes on, and nothing else does.
+  const std::vector<std::byte> got = recv_exact(client.get(), accepted * block.size());
+  for (std::size_t i = 0; i < accepted; ++i)
+    BOOST_TEST_REQUIRE(
+        std::equal(block.begin(), block.end(), got.begin() + static_cast<std::ptrdiff_t>(i * block.size())),
+        "send " << i << " arrived changed");
+  BOOST_TEST(!readable_now(client.get()));
+  BOOST_TEST(
+      wait_until([&] { return server.send_queue_reserved() <= 4 * 64 * 1024 * server.thread_count(); }, 3s));
+  std::lock_guard l(record.mutex);
+  for (auto& [e, where] : record.server_errors)
+    BOOST_ERROR("server error in " << iocp::to_string(where) << ": " << e.message());
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(send_memory_is_given_back_when_the_kernel_takes_a_send_whole, Config,

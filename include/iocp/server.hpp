@@ -141,15 +141,17 @@ public:
   std::error_code send(connection_id id, std::span<const std::byte> data) {
     return dispatch(
         id, [&](connection_type& c) { return c.send(data); },
-        [&] { return command(command_kind::send, id, std::vector<std::byte>(data.begin(), data.end())); });
+        [&] { return command(command_kind::send, id, std::vector<std::byte>(data.begin(), data.end())); },
+        data.size());
   }
   std::error_code send(connection_id id, std::string_view text) {
     return send(id, std::as_bytes(std::span(text)));
   }
   std::error_code send(connection_id id, std::vector<std::byte>&& buffer) {
+    const std::size_t size = buffer.size();
     return dispatch(
         id, [&](connection_type& c) { return c.send(std::move(buffer)); },
-        [&] { return command(command_kind::send, id, std::move(buffer)); });
+        [&] { return command(command_kind::send, id, std::move(buffer)); }, size);
   }
   std::error_code shutdown(connection_id id, shutdown_type how) {
     return dispatch(
@@ -279,14 +281,26 @@ private:
     return cmd;
   }
 
+  /// `send_bytes`: for a send, its size. Posted, those bytes are reserved from the send budget until
+  /// the owning thread takes them, so that sends queued from other threads faster than that thread
+  /// carries them out meet the same cap (errc::send_queue_full, at once) as sends it queues itself.
   template <class Direct, class Posted>
-  std::error_code dispatch(connection_id id, Direct&& direct, Posted&& posted) {
+  std::error_code dispatch(connection_id id, Direct&& direct, Posted&& posted, std::size_t send_bytes = 0) {
     std::optional<connection_entry> entry = map_.find(id);
     if (!entry) return make_error_code(errc::unknown_connection);
     loop_type& loop = *loops_[entry->owner];
     if (loop.on_own_thread()) return direct(*static_cast<connection_type*>(entry->object));
     if (stopping_.load(std::memory_order_acquire)) return make_error_code(errc::server_stopping);
-    loop.post(posted());
+    // The block the bytes will take, at most, with its header: what the send admits on arrival.
+    const std::size_t reserved =
+        send_bytes ? send_bytes + detail::send_queue<Allocator, detail::local_send_budget>::block_overhead
+                   : 0;
+    if (send_bytes &&
+        (send_bytes > options_.max_send_queue_per_connection || !send_budget_.reserve(reserved)))
+      return make_error_code(errc::send_queue_full);
+    detail::loop_command command = posted();
+    command.reserved = reserved;
+    loop.post(std::move(command));
     return {};
   }
 

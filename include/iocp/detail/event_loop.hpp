@@ -48,6 +48,7 @@ struct loop_command {
   shutdown_type how = shutdown_type::both;
   std::int64_t deadline_ns = 0;          // stop
   std::vector<std::byte> data = {};      // send
+  std::size_t reserved = 0;              // send: bytes reserved from the server's send budget for it
   socket_handle socket = invalid_socket; // adopt
   endpoint remote = {};                  // adopt
 };
@@ -86,10 +87,12 @@ public:
     // The thread has ended; whatever is left (only after a failed start) is released quietly.
     while (live_)
       destroy(*live_, false);
-    // Sockets handed over after this thread had stopped.
-    for (loop_command& command : commands_)
+    // Work posted after this thread had stopped: sockets handed over, and sends' reservations.
+    for (loop_command& command : commands_) {
       if (command.what == loop_command::kind::adopt && command.socket != invalid_socket)
         (void)close_socket(command.socket);
+      server_.send_budget().release(command.reserved);
+    }
   }
 
   Server& server() const noexcept { return server_; }
@@ -804,6 +807,10 @@ private:
   }
 
   void execute(loop_command& command) {
+    // A posted send was reserved from the shared budget when it was posted, so that posted work
+    // cannot grow past the cap either; this thread's share takes the reservation over, the send
+    // below admits its block from it, and settle() gives back what is left.
+    budget_.adopt(std::exchange(command.reserved, 0));
     if (command.what == loop_command::kind::stop) {
       begin_stop(command.deadline_ns);
       return;
@@ -817,12 +824,16 @@ private:
       return;
     }
     connection_type* c = find(command.id);
-    if (!c) return; // closed since the command was posted: an ordinary race, nothing to do
+    if (!c) { // closed since the command was posted: an ordinary race, nothing to do
+      budget_.settle();
+      return;
+    }
     switch (command.what) {
     case loop_command::kind::send:
       // Posted from another thread, the send's result has no caller left to see it.
       if (std::error_code e = send(*c, std::move(command.data)); e == errc::send_queue_full)
         report(e, operation::send);
+      budget_.settle();
       break;
     case loop_command::kind::shutdown: shutdown(*c, command.how); break;
     case loop_command::kind::disconnect: disconnect(*c); break;

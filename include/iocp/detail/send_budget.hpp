@@ -49,6 +49,9 @@ public:
     reserved_ += want;
     return true;
   }
+  /// Takes over `n` bytes that another thread reserved from the shared total on this thread's
+  /// behalf (a send posted to it); settle() gives back what is not used.
+  void adopt(std::size_t n) noexcept { reserved_ += n; }
   /// Bytes admitted and now queued; bytes sent or dropped.
   void add(std::size_t n) noexcept { queued_ += n; }
   void remove(std::size_t n) noexcept {

@@ -142,6 +142,7 @@ private:
   struct owned_node : node {
     std::vector<std::byte> buffer;
   };
+  static_assert(sizeof(owned_node) <= block_overhead, "a moved buffer's block costs at most block_overhead");
 
   // Out of line: the echo path inlines append_borrowed, and this is its rare case.
   IOCP_NOINLINE static node* new_node(Allocator& alloc) {
