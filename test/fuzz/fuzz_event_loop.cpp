@@ -1481,6 +1481,7 @@ private:
     }
     if (posted_path) {
       if (is_send && batch_has_send_) return; // one posted send per wake, so a refusal names it
+      const std::size_t reserved_before = server->send_queue_reserved();
       std::error_code r;
       {
         as_another_thread other;
@@ -1488,6 +1489,14 @@ private:
       }
       if (stop_requested_) {
         check(r == errc::server_stopping, "a posted call after a stop did not get server_stopping");
+        return;
+      }
+      // A posted send reserves its bytes and a block's overhead from the total at once, and one that
+      // could never fit one connection's queue is refused at once.
+      if (is_send && r == errc::send_queue_full) {
+        check(bytes.size() > options_.max_send_queue_per_connection ||
+                  reserved_before + bytes.size() + 256 > options_.max_send_queue_total,
+              "a posted send was refused within the limits");
         return;
       }
       check(!r, "a posted call by a live id failed");
