@@ -108,13 +108,7 @@ public:
   /// negated errno. Nothing is pending afterwards. Never called with size 0 (nothing queues empty
   /// data), so 0 always means "would block".
   int send_now(io_object& io, const std::byte* data, std::size_t size) noexcept {
-    ssize_t n;
-    if (int e = injected_fault(testing::fault_site::send)) [[unlikely]] {
-      n = -1;
-      errno = e;
-    } else {
-      n = raw_send(io.fd, data, size);
-    }
+    ssize_t n = call_unless_fault(testing::fault_site::send, [&] { return raw_send(io.fd, data, size); });
     if (n >= 0) return static_cast<int>(n);
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
   }
@@ -167,13 +161,8 @@ public:
             : static_cast<int>(std::min<long long>(timeout_ns / 1'000'000 + (timeout_ns % 1'000'000 != 0),
                                                    std::numeric_limits<int>::max()));
     if (!ready_.empty()) timeout_ms = 0;
-    int n;
-    if (int e = injected_fault(testing::fault_site::wait)) [[unlikely]] {
-      n = -1;
-      errno = e;
-    } else {
-      n = ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms);
-    }
+    int n = call_unless_fault(testing::fault_site::wait,
+                              [&] { return ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms); });
     if (n < 0 && errno != EINTR) sink.on_backend_error(last_error());
     dispatching_ = true;
     for (int i = 0; i < n; ++i)
@@ -282,11 +271,7 @@ private:
   /// backend handles, and so the ones a fault can be injected into. EPOLL_CTL_DEL of a descriptor we
   /// registered and have not closed cannot fail (its only errors are EBADF, EINVAL and ENOENT).
   int control(int op, int fd, epoll_event* ev) noexcept {
-    if (int e = injected_fault(testing::fault_site::submit)) [[unlikely]] {
-      errno = e;
-      return -1;
-    }
-    return ::epoll_ctl(epoll_fd_, op, fd, ev);
+    return call_unless_fault(testing::fault_site::submit, [&] { return ::epoll_ctl(epoll_fd_, op, fd, ev); });
   }
 
   void unregister_listener() {
@@ -327,13 +312,8 @@ private:
       }
     }
     if (io->recv_pending && (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
-      ssize_t n;
-      if (int e = injected_fault(testing::fault_site::receive)) [[unlikely]] {
-        n = -1;
-        errno = e;
-      } else {
-        n = raw_recv(io->fd, receive_buffer_.get(), receive_size_);
-      }
+      ssize_t n = call_unless_fault(testing::fault_site::receive,
+                                    [&] { return raw_recv(io->fd, receive_buffer_.get(), receive_size_); });
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       io->recv_pending = false;
       int result = n >= 0 ? static_cast<int>(n) : -errno;
@@ -348,14 +328,11 @@ private:
     for (int i = 0; i < accept_batch && armed_accept_; ++i) {
       accept_context& ctx = *armed_accept_;
       ctx.address_length = sizeof ctx.address;
-      int fd;
-      if (int e = injected_fault(testing::fault_site::accept)) [[unlikely]] {
-        fd = -1; // nothing is taken from the accept queue
-        errno = e;
-      } else {
-        fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ctx.address), &ctx.address_length,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-      }
+      // An injected failure takes nothing from the accept queue.
+      int fd = call_unless_fault(testing::fault_site::accept, [&] {
+        return ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ctx.address), &ctx.address_length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      });
       if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return; // another thread took it
       armed_accept_ = nullptr;
       ctx.pending = false;

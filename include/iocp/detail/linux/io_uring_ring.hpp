@@ -161,13 +161,10 @@ public:
       arg_size = sizeof arg;
     }
     for (;;) {
-      int r;
-      if (int e = injected_fault(testing::fault_site::submit)) [[unlikely]] {
-        r = -1; // refused after the new SQEs were published, as the kernel can refuse them
-        errno = e;
-      } else {
-        r = sys_io_uring_enter(fd_, to_submit, wait_nr, flags, argp, arg_size);
-      }
+      // An injected failure comes after the new SQEs were published, as the kernel's can.
+      int r = call_unless_fault(testing::fault_site::submit, [&] {
+        return sys_io_uring_enter(fd_, to_submit, wait_nr, flags, argp, arg_size);
+      });
       if (r >= 0) {
         if (static_cast<unsigned>(r) >= to_submit) return 0;
         to_submit -= static_cast<unsigned>(r); // partial submission: enter again for the rest

@@ -26,6 +26,17 @@ namespace iocp::detail {
 inline std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
 inline std::error_code last_error() noexcept { return errno_code(errno); }
 
+/// `call()`, a system call that fails with -1 and errno; unless a fault is injected at `site`
+/// (IOCP_FAULT_INJECTION): then it fails that way without being made.
+template <class Call>
+inline auto call_unless_fault(testing::fault_site site, Call&& call) noexcept -> decltype(call()) {
+  if (int e = injected_fault(site)) [[unlikely]] {
+    errno = e;
+    return -1;
+  }
+  return call();
+}
+
 struct accept_context;
 
 // The platform-neutral names the event loop uses (detail/win/socket_ops.hpp has the same ones).
@@ -53,13 +64,7 @@ inline int close_socket(socket_handle fd) noexcept {
 }
 /// Sends the FIN; a peer that is already gone (ENOTCONN) is no error.
 inline std::error_code shutdown_send(socket_handle fd) noexcept {
-  int r;
-  if (int e = injected_fault(testing::fault_site::shutdown)) [[unlikely]] {
-    r = -1;
-    errno = e;
-  } else {
-    r = ::shutdown(fd, SHUT_WR);
-  }
+  int r = call_unless_fault(testing::fault_site::shutdown, [&] { return ::shutdown(fd, SHUT_WR); });
   if (r != 0 && errno != ENOTCONN) return errno_code(errno);
   return {};
 }

@@ -75,15 +75,10 @@ public:
       return;
     }
     DWORD bytes = 0;
-    BOOL started;
-    if (int e = injected_fault(testing::fault_site::accept_start)) {
-      started = FALSE;
-      ::WSASetLastError(e);
-    } else {
-      started = accept_ex_(listen_, ctx.socket, ctx.buffer, 0, accept_address_space, accept_address_space,
-                           &bytes, &ctx.op.overlapped);
-    }
-    if (!started) {
+    if (!call_unless_fault(testing::fault_site::accept_start, FALSE, [&] {
+          return accept_ex_(listen_, ctx.socket, ctx.buffer, 0, accept_address_space, accept_address_space,
+                            &bytes, &ctx.op.overlapped);
+        })) {
       int e = ::WSAGetLastError();
       if (e != ERROR_IO_PENDING) {
         ::closesocket(ctx.socket);
@@ -108,14 +103,9 @@ public:
     if (!associate(io, io.recv_op)) return;
     WSABUF buffer{receive_size_, reinterpret_cast<char*>(io.recv_buffer)};
     DWORD flags = 0;
-    int r;
-    if (int e = injected_fault(testing::fault_site::receive_start)) {
-      r = SOCKET_ERROR;
-      ::WSASetLastError(e);
-    } else {
-      r = ::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.recv_op.overlapped, nullptr);
-    }
-    if (r != 0) {
+    if (call_unless_fault(testing::fault_site::receive_start, SOCKET_ERROR, [&] {
+          return ::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.recv_op.overlapped, nullptr);
+        }) != 0) {
       int e = ::WSAGetLastError();
       if (e != WSA_IO_PENDING) complete_later(io.recv_op, -e);
     }
@@ -130,14 +120,9 @@ public:
     // At most max_send_size per operation; the loop sends the rest when this completes.
     WSABUF buffer{static_cast<ULONG>((std::min<std::size_t>)(size, max_send_size)),
                   const_cast<char*>(reinterpret_cast<const char*>(data))};
-    int r;
-    if (int e = injected_fault(testing::fault_site::send_start)) {
-      r = SOCKET_ERROR;
-      ::WSASetLastError(e);
-    } else {
-      r = ::WSASend(io.fd, &buffer, 1, nullptr, 0, &io.send_op.overlapped, nullptr);
-    }
-    if (r != 0) {
+    if (call_unless_fault(testing::fault_site::send_start, SOCKET_ERROR, [&] {
+          return ::WSASend(io.fd, &buffer, 1, nullptr, 0, &io.send_op.overlapped, nullptr);
+        }) != 0) {
       int e = ::WSAGetLastError();
       if (e != WSA_IO_PENDING) complete_later(io.send_op, -e);
     }
@@ -175,14 +160,9 @@ public:
             : static_cast<DWORD>((std::min<long long>)((timeout_ns + 999'999) / 1'000'000, INFINITE - 1));
     if (!ready_.empty()) timeout_ms = 0;
     ULONG count = 0;
-    BOOL ok;
-    if (int e = injected_fault(testing::fault_site::wait)) {
-      ok = FALSE;
-      ::SetLastError(static_cast<DWORD>(e));
-    } else {
-      ok = ::GetQueuedCompletionStatusEx(port_, entries_, max_entries, &count, timeout_ms, FALSE);
-    }
-    if (!ok) {
+    if (!call_unless_fault(testing::fault_site::wait, FALSE, [&] {
+          return ::GetQueuedCompletionStatusEx(port_, entries_, max_entries, &count, timeout_ms, FALSE);
+        })) {
       DWORD e = ::GetLastError();
       count = 0;
       if (e != WAIT_TIMEOUT) sink.on_backend_error(errno_code(static_cast<int>(e)));

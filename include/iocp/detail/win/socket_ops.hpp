@@ -29,6 +29,18 @@ inline constexpr socket_handle invalid_socket = INVALID_SOCKET;
 inline std::error_code errno_code(int e) noexcept { return {e, windows_category()}; }
 inline std::error_code last_error() noexcept { return errno_code(::WSAGetLastError()); }
 
+/// `call()`, a Win32 or Winsock call that returns `failed` on failure with the error in the thread's
+/// last error (WSAGetLastError and GetLastError read the same one); unless a fault is injected at
+/// `site` (IOCP_FAULT_INJECTION): then it fails that way without being made.
+template <class Result, class Call>
+inline Result call_unless_fault(testing::fault_site site, Result failed, Call&& call) noexcept {
+  if (int e = injected_fault(site)) {
+    ::SetLastError(static_cast<DWORD>(e));
+    return failed;
+  }
+  return call();
+}
+
 [[noreturn]] inline void throw_errno(int e, const std::string& what) {
   throw std::system_error(errno_code(e), "iocp: " + what);
 }
@@ -66,14 +78,8 @@ inline int close_socket(socket_handle s) noexcept {
 
 /// Sends the FIN; a peer that is already gone (WSAENOTCONN) is no error.
 inline std::error_code shutdown_send(socket_handle s) noexcept {
-  int r;
-  if (int e = injected_fault(testing::fault_site::shutdown)) {
-    r = SOCKET_ERROR;
-    ::WSASetLastError(e);
-  } else {
-    r = ::shutdown(s, SD_SEND);
-  }
-  if (r != 0) {
+  if (call_unless_fault(testing::fault_site::shutdown, SOCKET_ERROR,
+                        [&] { return ::shutdown(s, SD_SEND); }) != 0) {
     int e = ::WSAGetLastError();
     if (e != WSAENOTCONN) return errno_code(e);
   }
