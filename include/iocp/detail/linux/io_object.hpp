@@ -23,6 +23,8 @@ struct io_object {
   // multishot receive is on its way.
   bool recv_paused = false;
   bool recv_pause_cancelling = false;
+  // io_uring: the receive ran dry of ring buffers and waits, still pending, to be re-armed.
+  bool recv_starved = false;
   // epoll only: the send is waiting for EPOLLOUT, and the interest set registered for fd.
   bool send_waiting = false;
   std::uint32_t registered_events = 0;
@@ -32,6 +34,8 @@ struct io_object {
   // epoll only: what the pending send carries.
   const std::byte* send_data = nullptr;
   std::size_t send_size = 0;
+  // io_uring: the next receive waiting for ring buffers (see recv_starved).
+  io_object* starved_next = nullptr;
 };
 
 struct accept_context {

@@ -8,9 +8,14 @@
 
 #include <sys/eventfd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <cstring>
+#include <new>
 #include <system_error>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "iocp/detail/fault_injection.hpp"
 #include "iocp/detail/inline.hpp"
@@ -44,7 +49,10 @@ public:
         count <<= 1;
       // Refused by an older kernel: connections get their own buffers, as without the ring.
       multishot_ = !buffers_.open(ring_.fd(), buffer_group, count, receive_size);
-      if (multishot_) lendable_left_ = count / 2;
+      if (multishot_) {
+        buffer_count_ = count;
+        lendable_left_ = max_lent_ = count / 2;
+      }
     }
     post_wake_read();
   }
@@ -133,9 +141,10 @@ public:
   bool lend(const std::byte* data, std::size_t size, std::uint16_t& id) noexcept {
     // Inside [current_.data, current_.data + current_.size), compared as addresses; a size of 0
     // means the buffer cannot be lent (outside on_received, lent already, or half the ring out).
+    // An empty span is never lent (size - 1 wraps): there is nothing to send.
     const auto offset =
         reinterpret_cast<std::uintptr_t>(data) - reinterpret_cast<std::uintptr_t>(current_.data);
-    if (offset >= current_.size || size > current_.size - offset) return false;
+    if (offset >= current_.size || size - 1 >= current_.size - offset) return false;
     current_.size = 0;
     current_.lent = true;
     --lendable_left_;
@@ -145,21 +154,23 @@ public:
 
   void give_back(std::uint16_t id) noexcept {
     ++lendable_left_;
-    buffers_.recycle(id, buffers_.buffer(id)); // published with the next batch of completions
+    buffers_.recycle(id, buffers_.buffer(id)); // published before the next submission
   }
 
   /// Receiving paused: a multishot receive is cancelled (what it brings until then still completes);
   /// a single-shot one is left to complete, and is not re-armed.
   void pause_recv(io_object& io) {
-    if (!io.recv_pending || !buffers_.is_open() || io.recv_pause_cancelling) return;
+    // A starved receive is in no kernel queue: rearm_starved() ends it while it is paused.
+    if (!io.recv_pending || !buffers_.is_open() || io.recv_pause_cancelling || io.recv_starved) return;
     io.recv_pause_cancelling = true;
     cancel_user_data(tag(&io, op_recv));
   }
 
-  /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished.
+  /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished. (A
+  /// receive waiting for buffers is in no kernel queue: the next round reports it cancelled.)
   void cancel(io_object& io) {
     io.cancel_requested = true;
-    if (io.recv_pending) cancel_user_data(tag(&io, op_recv));
+    if (io.recv_pending && !io.recv_starved) cancel_user_data(tag(&io, op_recv));
     if (io.send_pending) cancel_user_data(tag(&io, op_send));
   }
 
@@ -178,14 +189,21 @@ public:
   }
 
   /// Submits what was queued, waits up to timeout_ns (negative: no limit, 0: just look) and
-  /// reports every completion to the sink.
+  /// reports the completions to the sink (at most a ring's worth: then the loop has its turn).
   template <class Sink>
   void run_once(long long timeout_ns, Sink& sink) {
-    int r = ring_.submit_and_wait(timeout_ns == 0 ? 0 : 1, timeout_ns);
-    if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+    // A starved receive that ended here was reported to the loop, which must look at its state
+    // before sleeping; those still waiting for buffers are re-armed next round: no sleep either.
+    const bool reported = starved_head_ && rearm_starved(sink);
+    const bool wait = timeout_ns != 0 && !starved_head_ && !reported;
+    int r = submit(wait ? 1 : 0, wait ? timeout_ns : 0);
+    const unsigned reaped = ring_.for_each_completion([&](const io_uring_cqe& cqe) { dispatch(cqe, sink); },
+                                                      ring_.completion_entries());
+    if (int e = std::exchange(deferred_submit_error_, 0)) sink.on_backend_error(errno_code(e));
+    // -EBUSY/-EAGAIN with completions to reap: the kernel wanted room, and now has it. Any other
+    // failure, and those with nothing reaped, is reported and paced (a lasting one must not spin).
+    if (r < 0 && r != -ETIME && r != -EINTR && !((r == -EBUSY || r == -EAGAIN) && reaped))
       sink.on_backend_error(errno_code(-r));
-    ring_.for_each_completion([&](const io_uring_cqe& cqe) { dispatch(cqe, sink); });
-    if (buffers_.is_open()) buffers_.publish();
   }
 
 private:
@@ -295,8 +313,8 @@ private:
     return true;
   }
 
-  /// A receive completed without IORING_CQE_F_MORE: the kernel holds it no longer. False: it was
-  /// armed again, and the loop need not hear of it; `result` may become -ECANCELED (a paused
+  /// A receive completed without IORING_CQE_F_MORE: the kernel holds it no longer. False: it will
+  /// be armed again, and the loop need not hear of it; `result` may become -ECANCELED (a paused
   /// receive's cancel is no error).
   IOCP_NOINLINE bool recv_ended(io_object& io, int& result) {
     if (io.recv_pause_cancelling) {
@@ -305,22 +323,73 @@ private:
       io.recv_pause_cancelling = false;
       if (result == -ECANCELED || result == -ENOBUFS) {
         if (!io.recv_paused && !io.cancel_requested) {
-          start_recv(io);
+          if (result == -ENOBUFS)
+            starve(io);
+          else
+            start_recv(io);
           return false;
         }
         result = -ECANCELED;
       }
     }
     if (buffers_.is_open() && !io.cancel_requested && !io.recv_paused) {
-      // The ring was empty for a moment (its buffers come back before the next submission), or
-      // this kernel has buffer rings but not multishot receive: receive again, unseen by the loop.
-      if (result == -ENOBUFS || (result == -EINVAL && multishot_)) {
-        if (result == -EINVAL) multishot_ = false;
+      // The ring ran dry: the receive waits until buffers are back (see starve). Or this kernel has
+      // buffer rings but not multishot receive: single-shot receives from now on.
+      if (result == -ENOBUFS) {
+        starve(io);
+        return false;
+      }
+      if (result == -EINVAL && multishot_) {
+        multishot_ = false;
         start_recv(io);
         return false;
       }
     }
     return true;
+  }
+
+  /// A receive ended with -ENOBUFS: every buffer of the ring was taken. Re-armed at once, it would
+  /// fail again at once (the buffers given back meanwhile are published only before the next
+  /// submission), and again, for as long as the burst lasts: it waits in a FIFO instead, still
+  /// pending for the loop, and rearm_starved() starts it once buffers are back in the ring.
+  void starve(io_object& io) noexcept {
+    io.recv_starved = true;
+    io.starved_next = nullptr;
+    if (starved_tail_)
+      starved_tail_->starved_next = &io;
+    else
+      starved_head_ = &io;
+    starved_tail_ = &io;
+  }
+
+  /// Before a submission, once the ring has its buffers back: re-arms the starved receives, in the
+  /// order they ran dry, at most as many as the ring has buffers not lent to sends (a receive that
+  /// finds data takes one; more would only run dry again). The rest wait for the next round, which
+  /// does not sleep (run_once). A starved receive that the loop cancelled or paused meanwhile ends
+  /// now, with -ECANCELED, as a kernel receive would. True: it reported such an end to the sink.
+  template <class Sink>
+  bool rearm_starved(Sink& sink) {
+    bool reported = false;
+    unsigned room = buffer_count_ - (max_lent_ - lendable_left_);
+    while (starved_head_) {
+      io_object& io = *starved_head_;
+      const bool ended = io.cancel_requested || io.recv_paused;
+      if (!ended && room == 0) break;
+      starved_head_ = io.starved_next;
+      if (!starved_head_) starved_tail_ = nullptr;
+      io.starved_next = nullptr;
+      io.recv_starved = false;
+      if (ended) {
+        io.recv_pending = false;
+        io.recv_pause_cancelling = false;
+        reported = true;
+        sink.on_received(*this, io, -ECANCELED, nullptr); // may free `io`
+      } else {
+        --room;
+        start_recv(io);
+      }
+    }
+    return reported;
   }
 
   void post_wake_read() {
@@ -340,28 +409,90 @@ private:
     sqe->user_data = op_none;
   }
 
+  /// Enters the kernel: first every buffer given back is published (a receive the kernel runs
+  /// now must find it), then the SQEs waiting in user space move into the queue, then the queue is
+  /// submitted, waiting as asked. 0 or a negated errno, as io_uring_ring::submit_and_wait.
+  int submit(unsigned wait_nr, long long timeout_ns, bool get_events = true) noexcept {
+    if (buffers_.is_open()) buffers_.publish();
+    while (backlog_used_) {
+      move_backlog();
+      if (!backlog_used_) break;
+      if (int r = ring_.submit_and_wait(0, 0, false); r < 0) {
+        move_backlog(); // what the kernel took before failing left room: keep the queue full
+        return r;
+      }
+    }
+    return ring_.submit_and_wait(wait_nr, timeout_ns, get_events);
+  }
+
   /// An SQE, submitting the full queue first if needed. The kernel copies SQEs at submission
-  /// (FEAT_SUBMIT_STABLE), so submitting early never changes what an operation means.
-  IOCP_ALWAYS_INLINE io_uring_sqe* sqe_for_submit() {
+  /// (FEAT_SUBMIT_STABLE), so submitting early never changes what an operation means. While SQEs
+  /// wait in user space the queue is full (move_backlog), so taking from it keeps them in order.
+  IOCP_ALWAYS_INLINE io_uring_sqe* sqe_for_submit() noexcept {
     if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
     return sqe_after_submitting();
   }
 
-  io_uring_sqe* sqe_after_submitting() {
+  /// The queue is full, as completions are handled (each may start operations). It is submitted
+  /// without running completion work (which would add completions to the batch being handled). If
+  /// the kernel takes nothing (-EAGAIN, -EBUSY, an error), the SQE waits in user space, in order,
+  /// for the next submission, and the failure is reported (paced) when the round ends: nothing
+  /// throws or spins here. Only without memory for that backlog does the thread wait, 1 ms at a
+  /// time, for the kernel to take its queue.
+  IOCP_NOINLINE io_uring_sqe* sqe_after_submitting() noexcept {
     for (;;) {
-      int r = ring_.submit_and_wait(0, 0);
-      if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
-      if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
-        throw std::system_error(errno_code(-r), "iocp: io_uring_enter");
+      int r = submit(0, 0, false);
+      if (!backlog_used_)
+        if (io_uring_sqe* sqe = ring_.get_sqe()) return sqe;
+      if (r < 0) deferred_submit_error_ = -r;
+      if (io_uring_sqe* sqe = backlog_sqe()) return sqe;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+  }
+
+  /// A zeroed SQE at the end of the user-space backlog, or nullptr without memory for one.
+  io_uring_sqe* backlog_sqe() noexcept {
+    if (backlog_used_ == backlog_.size()) {
+      try {
+        backlog_.resize(backlog_.empty() ? 256 : backlog_.size() * 2);
+      } catch (const std::bad_alloc&) {
+        return nullptr;
+      }
+    }
+    io_uring_sqe* sqe = &backlog_[backlog_used_++];
+    std::memset(sqe, 0, sizeof *sqe);
+    return sqe;
+  }
+
+  /// Moves SQEs from the backlog into the queue, oldest first, as far as there is room.
+  void move_backlog() noexcept {
+    std::size_t moved = 0;
+    while (moved < backlog_used_) {
+      io_uring_sqe* sqe = ring_.get_sqe();
+      if (!sqe) break;
+      std::memcpy(sqe, &backlog_[moved], sizeof *sqe);
+      ++moved;
+    }
+    if (!moved) return;
+    std::memmove(backlog_.data(), backlog_.data() + moved, (backlog_used_ - moved) * sizeof(io_uring_sqe));
+    backlog_used_ -= moved;
   }
 
   static constexpr std::uint16_t buffer_group = 0;
 
   io_uring_ring ring_;
   io_uring_buffer_ring buffers_;
+  unsigned buffer_count_ = 0; // in the ring
   // Buffers that may still be lent: at most half the ring is, so receiving never starves.
+  unsigned max_lent_ = 0;
   unsigned lendable_left_ = 0;
+  // Receives that ran dry (-ENOBUFS), waiting for buffers, oldest first.
+  io_object* starved_head_ = nullptr;
+  io_object* starved_tail_ = nullptr;
+  // SQEs the kernel could not take yet (the queue was full and submitting failed), oldest first.
+  std::vector<io_uring_sqe> backlog_;
+  std::size_t backlog_used_ = 0;
+  int deferred_submit_error_ = 0; // such a failure, reported when the round ends
   // The buffer the running on_received was given.
   struct {
     std::byte* data = nullptr;

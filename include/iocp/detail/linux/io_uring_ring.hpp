@@ -116,6 +116,7 @@ public:
 
   bool is_open() const noexcept { return fd_ >= 0; }
   int fd() const noexcept { return fd_; }
+  unsigned completion_entries() const noexcept { return cq_mask_ + 1; }
   std::uint32_t features() const noexcept { return features_; }
 
   /// A zeroed SQE to fill, or nullptr when the submission queue is full (submit, then retry).
@@ -141,11 +142,14 @@ public:
 
   /// Publishes the new SQEs and enters the kernel: submits them and, if wait_nr > 0, waits for that
   /// many completions or `timeout_ns` (negative: no limit). Returns 0 or a negative errno;
-  /// -ETIME and -EINTR are ordinary outcomes of a wait.
-  int submit_and_wait(unsigned wait_nr, long long timeout_ns) noexcept {
+  /// -ETIME and -EINTR are ordinary outcomes of a wait. -EAGAIN also when the kernel took none of
+  /// the SQEs (the caller paces its retries: entering again at once would spin).
+  /// `get_events` false (only with wait_nr 0): submit only. With deferred task work the kernel then
+  /// runs no completion work, so a submission made while completions are being handled adds none.
+  int submit_and_wait(unsigned wait_nr, long long timeout_ns, bool get_events = true) noexcept {
     unsigned to_submit = unsubmitted();
     std::atomic_ref(*sq_tail_).store(local_sq_tail_, std::memory_order_release);
-    unsigned flags = IORING_ENTER_GETEVENTS;
+    unsigned flags = get_events || wait_nr ? IORING_ENTER_GETEVENTS : 0u;
     __kernel_timespec ts;       // filled only for a wait with a timeout: the common wait has none
     io_uring_getevents_arg arg; // ditto
     const void* argp = nullptr;
@@ -167,6 +171,7 @@ public:
       });
       if (r >= 0) {
         if (static_cast<unsigned>(r) >= to_submit) return 0;
+        if (r == 0) return -EAGAIN;            // nothing taken: the same call would take nothing again
         to_submit -= static_cast<unsigned>(r); // partial submission: enter again for the rest
         continue;
       }
@@ -174,15 +179,16 @@ public:
     }
   }
 
-  /// Calls f(const io_uring_cqe&) for every completion ready now; returns how many.
+  /// Calls f(const io_uring_cqe&) for every completion ready now, but at most `limit` of them (the
+  /// ones that f's own work adds could otherwise keep the caller here for ever); returns how many.
   template <class F>
-  unsigned for_each_completion(F&& f) {
+  unsigned for_each_completion(F&& f, unsigned limit = ~0u) {
     unsigned count = 0;
     std::uint32_t head = *cq_head_;
-    for (;;) {
+    while (count < limit) {
       std::uint32_t tail = std::atomic_ref(*cq_tail_).load(std::memory_order_acquire);
       if (head == tail) break;
-      while (head != tail) {
+      while (head != tail && count < limit) {
         io_uring_cqe cqe = cqes_[head & cq_mask_]; // copied: the slot is the kernel's once released
         ++head;
         std::atomic_ref(*cq_head_).store(head, std::memory_order_release);
