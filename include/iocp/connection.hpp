@@ -98,6 +98,9 @@ private:
   friend class detail::event_loop<Server>;
   using allocator_type = typename Server::allocator_type;
 
+  static constexpr std::uint8_t flush_owed = 1;      // a send queued in a callback: start it on return
+  static constexpr std::uint8_t high_water_owed = 2; // the queue crossed the high-water mark
+
   explicit connection(detail::event_loop<Server>* loop) : loop_(loop) {}
   ~connection() = default;
 
@@ -126,8 +129,15 @@ private:
   bool write_shut_done_ = false; // our FIN is out
   bool disconnect_requested_ = false;
   bool lingering_ = false;
-  bool above_high_water_ = false;     // on_send_queue_high ran; on_send_queue_low is owed
-  bool flush_after_callback_ = false; // a send was queued during a callback: start it on return
+  bool above_high_water_ = false; // on_send_queue_high ran or is owed; on_send_queue_low is owed
+  // Work the loop owes when the running callback returns (event_loop::invoke), or, outside a
+  // callback, in its deferred round (event_loop::run_deferred): never inside a call the user made.
+  std::uint8_t after_callback_ = 0; // flush_owed | high_water_owed
+  bool held_delivery_owed_ = false; // resumed with held input: deliver it, then the FIN if held
+  bool shutdown_failed_ = false;    // our FIN could not be sent: report it (operation::shutdown)
+  // On the loop's list of connections with deferred work (which frees none of them meanwhile).
+  bool deferred_ = false;
+  connection* deferred_next_ = nullptr;
   [[no_unique_address]] state_type state_{};
 };
 

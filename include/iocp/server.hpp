@@ -139,6 +139,7 @@ public:
   // a connection that closes before posted work reaches it simply drops that work.
 
   std::error_code send(connection_id id, std::span<const std::byte> data) {
+    if (data.empty()) return empty_send(id);
     return dispatch(
         id, [&](connection_type& c) { return c.send(data); },
         [&] { return command(command_kind::send, id, std::vector<std::byte>(data.begin(), data.end())); },
@@ -148,6 +149,7 @@ public:
     return send(id, std::as_bytes(std::span(text)));
   }
   std::error_code send(connection_id id, std::vector<std::byte>&& buffer) {
+    if (buffer.empty()) return empty_send(id);
     const std::size_t size = buffer.size();
     return dispatch(
         id, [&](connection_type& c) { return c.send(std::move(buffer)); },
@@ -202,13 +204,27 @@ public:
   /// has run. From one of the server's own threads it only starts the stop and returns
   /// errc::would_deadlock (the destructor finishes it).
   std::error_code stop() { return stop(options_.stop_timeout); }
+  /// Thread-safe. Concurrent calls: one stops, the others wait for it (a shorter timeout among them
+  /// still applies). A call from the stopping thread itself (inside on_server_closed or the
+  /// on_server_error it reports) returns at once: no callback runs under the library's locks.
   std::error_code stop(std::chrono::milliseconds timeout) {
     if (on_io_thread()) {
       post_stop(timeout);
       return make_error_code(errc::would_deadlock);
     }
-    std::lock_guard lock(stop_mutex_);
-    if (stopped_) return {};
+    std::unique_lock lock(stop_mutex_);
+    if (stop_state_ == stop_state::stopped) return {};
+    if (stop_state_ == stop_state::stopping) {
+      if (stopping_thread_ == std::this_thread::get_id()) return {}; // re-entered from a callback
+      lock.unlock();
+      post_stop(timeout); // the threads take the earlier of the two deadlines
+      lock.lock();
+      stop_done_.wait(lock, [&] { return stop_state_ == stop_state::stopped; });
+      return {};
+    }
+    stop_state_ = stop_state::stopping;
+    stopping_thread_ = std::this_thread::get_id();
+    lock.unlock();
     stop_threads(timeout.count() < 0 ? 0 : timeout.count());
     // The I/O threads have ended: a failed close of the listener is reported from this thread.
     if (int e = detail::close_socket(listen_fd_)) {
@@ -218,12 +234,15 @@ public:
         } catch (...) {}
       }
     }
-    stopped_ = true;
     if constexpr (detail::has_on_server_closed<Handler>) {
       try {
         handler_.on_server_closed();
       } catch (...) {}
     }
+    lock.lock();
+    stop_state_ = stop_state::stopped;
+    lock.unlock();
+    stop_done_.notify_all();
     return {};
   }
 
@@ -302,6 +321,11 @@ private:
     command.reserved = reserved;
     loop.post(std::move(command));
     return {};
+  }
+
+  /// An empty send is no operation: nothing is posted, queued or reported (no on_sent).
+  std::error_code empty_send(connection_id id) const {
+    return map_.find(id) ? std::error_code{} : make_error_code(errc::unknown_connection);
   }
 
   void post_stop(std::chrono::milliseconds timeout) {
@@ -403,8 +427,11 @@ private:
   std::vector<std::unique_ptr<loop_type>> loops_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
-  std::mutex stop_mutex_;
-  bool stopped_ = false;
+  enum class stop_state { running, stopping, stopped };
+  std::mutex stop_mutex_; // guards the three below; held by no callback
+  std::condition_variable stop_done_;
+  stop_state stop_state_ = stop_state::running;
+  std::thread::id stopping_thread_;
 };
 
 /// The common case: pooled per-operation memory, the mutex map, one I/O thread per core.

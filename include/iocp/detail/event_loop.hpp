@@ -138,29 +138,34 @@ public:
     std::uint16_t lent_buffer;
     if (!uring_->lend(data.data(), data.size(), lent_buffer)) return false;
     c.queue_.append_borrowed(allocator_, data, lent_buffer);
-    c.flush_after_callback_ = true; // started when the callback returns (invoke)
+    c.after_callback_ |= connection_type::flush_owed; // started when the callback returns (invoke)
     return true;
 #endif
   }
 
+  // The operations a handler calls (through connection and the server's by-id forms) run no
+  // handler callback and free no connection before they return, whatever they cause: what a
+  // callback is owed then (on_send_queue_high, on_disconnected, on_server_error) runs when the
+  // running callback returns, or in the loop's deferred round (run_deferred).
+
   // Out of line: what the handler's send() inlines is try_send_lent() and a call to this.
   IOCP_NOINLINE std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
+    if (data.empty()) return {}; // nothing to send: no operation, no on_sent
     if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes())
       return make_error_code(errc::send_queue_full);
     bool queued = with_backend([&](auto& backend) { return queue_send(backend, c, data); });
-    maybe_finalize(c);
     return queued ? std::error_code{} : make_error_code(errc::send_queue_full);
   }
 
   std::error_code send(connection_type& c, std::vector<std::byte>&& data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
+    if (data.empty()) return {};
     if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes() ||
         !c.queue_.append(allocator_, budget_, std::move(data)))
       return make_error_code(errc::send_queue_full);
     queued(c);
     flush(c);
-    maybe_finalize(c);
     return {};
   }
 
@@ -176,7 +181,8 @@ public:
     if (c.closing_) return;
     if (c.held_) {
       // Delivered from the loop, not from inside this call (which may be in another callback).
-      resumed_.push_back(c.id_);
+      c.held_delivery_owed_ = true;
+      defer(c);
       return;
     }
     rearm_receive(c);
@@ -190,7 +196,6 @@ public:
       flush(c);
       check_finished(c);
     }
-    maybe_finalize(c);
     return {};
   }
 
@@ -200,14 +205,10 @@ public:
     stop_reading(c);
     flush(c);
     check_finished(c);
-    maybe_finalize(c);
     return {};
   }
 
-  void abort(connection_type& c, std::error_code reason) {
-    begin_close(c, reason, true);
-    maybe_finalize(c);
-  }
+  void abort(connection_type& c, std::error_code reason) { begin_close(c, reason, true); }
 
   // ---- the backend's completions (the Sink interface) ----
 
@@ -383,6 +384,7 @@ private:
           return true;                           // send that fails later
         }
         loop_counters::add(counters_.bytes_sent, static_cast<std::uint64_t>(n));
+        if (n > 0) c.last_active_ns_ = now_ns_; // progress, whether or not on_sent reports it
         if constexpr (has_on_sent<handler_type, connection_type>)
           if (n > 0) backend.report_sent_later(c, n);
         data = data.subspan(static_cast<std::size_t>(n));
@@ -415,8 +417,26 @@ private:
         crossed_high_water(c);
     }
   }
+  /// on_send_queue_high runs when the running callback returns, or (a send made outside this
+  /// connection's callbacks) in the deferred round: not inside the send that crossed the mark.
   IOCP_NOINLINE void crossed_high_water(connection_type& c) {
     c.above_high_water_ = true;
+    if constexpr (has_on_send_queue_high<handler_type, connection_type>) {
+      c.after_callback_ |= connection_type::high_water_owed;
+      if (!c.callback_depth_) defer(c);
+    }
+  }
+
+  /// The high-water mark was crossed a while ago: tell the handler, unless the queue has since
+  /// drained to the low mark (then neither callback runs: low without high would be a lie, and
+  /// high with nothing left to send would never be followed by low).
+  void deliver_high_water(connection_type& c) {
+    c.after_callback_ &= static_cast<std::uint8_t>(~connection_type::high_water_owed);
+    if (c.closing_ || !c.above_high_water_) return;
+    if (c.queue_.bytes() <= options_.send_low_water_mark) {
+      c.above_high_water_ = false;
+      return;
+    }
     if constexpr (has_on_send_queue_high<handler_type, connection_type>)
       invoke(c, [&] { handler().on_send_queue_high(c, c.queue_.bytes()); });
   }
@@ -465,30 +485,54 @@ private:
   }
 
   /// Receiving resumed: what was held goes to the handler, then the receive is armed again.
-  void deliver_held() {
-    std::vector<connection_id> ids;
-    ids.swap(resumed_);
-    for (connection_id id : ids) {
-      connection_type* c = find(id);
-      if (!c || c->closing_ || c->recv_paused || !c->held_) continue;
-      connection_type& conn = *c;
-      ++conn.callback_depth_; // conn stays while its held input is handed over
-      std::unique_ptr<held_input> held = std::move(conn.held_);
-      if (!held->data.empty()) {
-        conn.last_active_ns_ = now_ns_;
-        deliver(conn, held->data);
+  void deliver_held(connection_type& conn) {
+    if (conn.closing_ || conn.recv_paused || !conn.held_) return;
+    ++conn.callback_depth_; // conn stays while its held input is handed over
+    std::unique_ptr<held_input> held = std::move(conn.held_);
+    if (!held->data.empty()) {
+      conn.last_active_ns_ = now_ns_;
+      deliver(conn, held->data);
+    }
+    if (held->eof && !conn.closing_) {
+      if (conn.recv_paused) { // paused again by on_received: the FIN waits for the next resume
+        held->data.clear();
+        conn.held_ = std::move(held);
+      } else {
+        on_peer_eof(conn);
       }
-      if (held->eof && !conn.closing_) {
-        if (conn.recv_paused) { // paused again by on_received: the FIN waits for the next resume
-          held->data.clear();
-          conn.held_ = std::move(held);
-        } else {
-          on_peer_eof(conn);
-        }
-      }
-      --conn.callback_depth_;
-      if (!conn.closing_) rearm_receive(conn);
-      maybe_finalize(conn);
+    }
+    --conn.callback_depth_;
+    if (!conn.closing_) rearm_receive(conn);
+  }
+
+  /// Puts c on the list of connections the loop owes work outside any callback (run_deferred).
+  /// Listed, a connection is not freed: the list's pointers stay valid.
+  void defer(connection_type& c) noexcept {
+    if (c.deferred_) return;
+    c.deferred_ = true;
+    c.deferred_next_ = nullptr;
+    if (deferred_tail_)
+      deferred_tail_->deferred_next_ = &c;
+    else
+      deferred_head_ = &c;
+    deferred_tail_ = &c;
+  }
+
+  /// Once a round, with no handler callback on the stack: the work deferred by operations the
+  /// handler called (held input after a resume, on_send_queue_high, a failed shutdown's report) and
+  /// the finalisation of connections that began closing. Connections deferred again meanwhile
+  /// (their callbacks may do that) wait for the next round, which does not sleep (next_timeout_ns).
+  void run_deferred() {
+    connection_type* next = std::exchange(deferred_head_, nullptr);
+    deferred_tail_ = nullptr;
+    while (next) {
+      connection_type& c = *next;
+      next = std::exchange(c.deferred_next_, nullptr);
+      c.deferred_ = false;
+      if (std::exchange(c.held_delivery_owed_, false)) deliver_held(c);
+      if (c.after_callback_ & connection_type::high_water_owed) deliver_high_water(c);
+      if (std::exchange(c.shutdown_failed_, false)) report(c.close_reason_, operation::shutdown);
+      maybe_finalize(c);
     }
   }
 
@@ -509,7 +553,8 @@ private:
     if (c.held_) {
       c.held_->data.clear();
       if (c.held_->eof) { // the FIN was held: it is reported from the loop, as after a resume
-        resumed_.push_back(c.id_);
+        c.held_delivery_owed_ = true;
+        defer(c);
         return;
       }
       c.held_.reset();
@@ -524,8 +569,8 @@ private:
       backend.start_accept(ctx);
     for (;;) {
       backend.run_once(next_timeout_ns(), *this);
-      if (!resumed_.empty()) deliver_held();
       if (timers_armed()) run_timers();
+      if (deferred_head_) run_deferred();
       if (stopping_ && !live_ && !accept_pending()) break;
     }
   }
@@ -604,10 +649,22 @@ private:
   template <class Backend, class F>
   IOCP_ALWAYS_INLINE void invoke(Backend& backend, connection_type& c, F&& f) {
     call_handler(c, f);
-    if (c.flush_after_callback_) {
-      c.flush_after_callback_ = false;
-      flush(backend, c);
+    if (c.after_callback_) {
+      if (c.after_callback_ == connection_type::flush_owed) {
+        c.after_callback_ = 0;
+        flush(backend, c);
+      } else {
+        after_callback(c);
+      }
     }
+  }
+  /// A callback returned owing more than the echo's flush: on_send_queue_high (after the flush).
+  IOCP_NOINLINE void after_callback(connection_type& c) {
+    if (c.after_callback_ & connection_type::flush_owed) {
+      c.after_callback_ &= static_cast<std::uint8_t>(~connection_type::flush_owed);
+      flush(c);
+    }
+    if (c.after_callback_ & connection_type::high_water_owed) deliver_high_water(c);
   }
   template <class F>
   void invoke(connection_type& c, F&& f) {
@@ -647,7 +704,9 @@ private:
     if constexpr (has_on_sent<handler_type, connection_type>) invoke(c, [&] { handler().on_sent(c, bytes); });
     if constexpr (has_on_send_queue_high<handler_type, connection_type> ||
                   has_on_send_queue_low<handler_type, connection_type>) {
-      if (c.above_high_water_ && c.queue_.bytes() <= options_.send_low_water_mark && !c.closing_) {
+      // Not while on_send_queue_high is still owed: deliver_high_water() decides then.
+      if (c.above_high_water_ && c.queue_.bytes() <= options_.send_low_water_mark && !c.closing_ &&
+          !(c.after_callback_ & connection_type::high_water_owed)) {
         c.above_high_water_ = false;
         if constexpr (has_on_send_queue_low<handler_type, connection_type>)
           invoke(c, [&] { handler().on_send_queue_low(c, c.queue_.bytes()); });
@@ -684,7 +743,7 @@ private:
     // starts next sends our FIN (not a reset): one system call fewer per connection.
     if (c.peer_eof_) return;
     if (std::error_code e = shutdown_send(c.fd)) {
-      report(e, operation::shutdown);
+      c.shutdown_failed_ = true; // reported in the deferred round: this may be inside a user's call
       begin_close(c, e, false);
     }
   }
@@ -728,6 +787,8 @@ private:
     c.linger_prev_ = c.linger_next_ = nullptr;
   }
 
+  /// Closing starts here; the connection is freed (and on_disconnected runs) in the deferred round,
+  /// or later, when the kernel has let go of it: never inside the call that closed it.
   IOCP_NOINLINE void begin_close(connection_type& c, std::error_code reason, bool abortive) {
     if (c.closing_) return;
     c.closing_ = true;
@@ -735,17 +796,19 @@ private:
     if (abortive && c.fd != invalid_socket) set_linger_zero(c.fd);
     unlink_linger(c);
     with_backend([&](auto& b) { b.cancel(c); });
+    defer(c);
   }
 
-  /// Frees a closing connection once the kernel holds no operation of it and no callback of it is
-  /// on the stack. Callers must not touch `c` afterwards. Inline: on every completion's path, and
-  /// almost always a connection that is not closing.
+  /// Frees a closing connection once the kernel holds no operation of it, no callback of it is on
+  /// the stack and it is not on the deferred list (which finalises it itself). Callers must not
+  /// touch `c` afterwards. Inline: on every completion's path, and almost always a connection that
+  /// is not closing. Only the loop calls it, from completions and its own rounds.
   IOCP_ALWAYS_INLINE void maybe_finalize(connection_type& c) {
     if (c.closing_) [[unlikely]]
       finalize_if_released(c);
   }
   IOCP_NOINLINE void finalize_if_released(connection_type& c) {
-    if (c.recv_pending || c.send_pending || c.callback_depth_) return;
+    if (c.recv_pending || c.send_pending || c.callback_depth_ || c.deferred_) return;
     map().erase(c.id_);
     if (int e = with_backend([&](auto& b) { return b.release(c); })) report(errno_code(e), operation::close);
     unlink(c);
@@ -845,13 +908,6 @@ private:
     }
   }
 
-  std::vector<connection_id> live_ids() const {
-    std::vector<connection_id> ids;
-    for (connection_type* c = live_; c; c = c->next_)
-      ids.push_back(c->id_);
-    return ids;
-  }
-
   void begin_stop(std::int64_t deadline_ns) {
     if (stopping_) {
       if (deadline_ns < stop_deadline_ns_) {
@@ -865,13 +921,13 @@ private:
     for (accept_context& ctx : accepts_)
       if (ctx.pending) with_backend([&](auto& b) { b.cancel_accept(ctx); });
     backed_off_.clear();
-    // By id: a callback run by one close may close others, so the list may change under us.
-    for (connection_id id : live_ids())
-      if (connection_type* c = find(id)) disconnect(*c);
+    // disconnect() frees nothing and runs no callback, so the list stays as it is meanwhile.
+    for (connection_type* c = live_; c; c = c->next_)
+      disconnect(*c);
   }
 
   long long next_timeout_ns() const noexcept {
-    if (!resumed_.empty()) return 0;
+    if (deferred_head_) return 0;
     std::int64_t deadline = never_ns;
     if (idle_timeout_ns_) deadline = next_idle_sweep_ns_;
     if (linger_head_) deadline = (std::min)(deadline, linger_head_->linger_deadline_ns_);
@@ -915,8 +971,8 @@ private:
     }
     if (stopping_ && !stop_expired_ && stop_deadline_ns_ <= now) {
       stop_expired_ = true;
-      for (connection_id id : live_ids())
-        if (connection_type* c = find(id)) abort(*c, make_error_code(errc::stop_timeout));
+      for (connection_type* c = live_; c; c = c->next_) // abort() frees nothing: see begin_close
+        abort(*c, make_error_code(errc::stop_timeout));
     }
   }
 
@@ -926,11 +982,9 @@ private:
     const std::int64_t interval = idle_sweep_interval_ns();
     next_idle_sweep_ns_ = later_ns(now_ns_, interval);
     const std::int64_t limit = later_ns(idle_timeout_ns_, interval);
-    std::vector<connection_id> idle;
     for (connection_type* c = live_; c; c = c->next_)
-      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit) idle.push_back(c->id_);
-    for (connection_id id : idle)
-      if (connection_type* c = find(id)) abort(*c, make_error_code(errc::idle_timeout));
+      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit)
+        abort(*c, make_error_code(errc::idle_timeout));
   }
   std::int64_t idle_sweep_interval_ns() const noexcept {
     return (std::max)(idle_timeout_ns_ / 10, std::int64_t{1'000'000});
@@ -947,8 +1001,6 @@ private:
       (std::min)(options_.max_send_queue_per_connection, has_on_send_queue_high<handler_type, connection_type>
                                                              ? options_.send_high_water_mark
                                                              : options_.max_send_queue_per_connection);
-  // Connections whose held input waits to be delivered after resume_receiving().
-  std::vector<connection_id> resumed_;
   const std::int64_t idle_timeout_ns_ = timeout_ns(options_.idle_timeout);
   const std::int64_t linger_timeout_ns_ = timeout_ns(options_.linger_timeout);
   std::int64_t now_ns_ = idle_timeout_ns_ ? monotonic_ns() : 0;
@@ -967,6 +1019,8 @@ private:
   unsigned consecutive_accept_errors_ = 0;
   std::size_t next_owner_ = 0;
   connection_type* live_ = nullptr;
+  connection_type* deferred_head_ = nullptr; // see defer()
+  connection_type* deferred_tail_ = nullptr;
   connection_type* linger_head_ = nullptr;
   connection_type* linger_tail_ = nullptr;
   bool stopping_ = false;
