@@ -61,8 +61,10 @@ public:
     slot& s = slot_at(index);
     // The slot is ours alone until published: only its generation is read by others meanwhile.
     std::uint32_t generation = generation_of(s.state.load(std::memory_order_relaxed));
-    s.owner.store(entry.owner, std::memory_order_relaxed);
-    s.object.store(entry.object, std::memory_order_relaxed);
+    // Release, not relaxed: a reader whose (acquire) payload load reads these values must also see
+    // the erase that freed the slot before us; find() explains why that is what makes it correct.
+    s.owner.store(entry.owner, std::memory_order_release);
+    s.object.store(entry.object, std::memory_order_release);
     s.state.store(live_state(generation), std::memory_order_release);
     size_.fetch_add(1, std::memory_order_relaxed);
     return connection_id(index, generation);
@@ -88,9 +90,25 @@ public:
     if (!seg) return std::nullopt;
     const slot& s = seg->slots[id.slot() % segment_slots];
     const std::uint64_t expected = live_state(id.generation());
+    // Seqlock-style validation: state, payload, state again. Why an entry returned here is the one
+    // inserted under `id` (of generation g; live(g) is written once, by the insert that issued id,
+    // until the generation wraps: see connection_id.hpp):
+    // - The first load (acquire) reads live(g), so it synchronizes with that insert's release store
+    //   of the state: its payload stores happen before our payload loads, which therefore read
+    //   that payload or a later one.
+    // - If a payload load reads a later one, written by the insert I of a later occupant: that
+    //   store is a release and our load an acquire, so I's store happens before our load. Before
+    //   its store, I popped the slot from the free list, and that acquire CAS read the head that
+    //   the erase of g wrote with a release CAS when it pushed the slot, after its CAS of the
+    //   state from live(g). So that state CAS happens before our second state load, which cannot
+    //   read a value older than it (coherence): it reads a dead state or a later generation, never
+    //   live(g), and we refuse. With relaxed payload stores nothing would order I's stores after
+    //   the erase, and the second load could still read live(g): a new payload with an old id.
+    // - Else both payload loads read g's payload, which is what we return.
+    // The second load cannot be done before the payload loads: they are acquire loads, above which
+    // nothing after them may move. On x86 every load is an acquire and every store a release, so
+    // none of this costs an instruction there.
     if (s.state.load(std::memory_order_acquire) != expected) return std::nullopt;
-    // Seqlock validation. The payload loads are acquire so that the second state load cannot move
-    // above them (on x86 every load is acquire: this costs nothing).
     connection_entry entry{s.owner.load(std::memory_order_acquire), s.object.load(std::memory_order_acquire)};
     if (s.state.load(std::memory_order_relaxed) != expected) return std::nullopt;
     return entry;
