@@ -47,7 +47,7 @@ public:
       index = free_.back();
       free_.pop_back();
     } else {
-      if (slots_.size() >= capacity_ || slots_.size() >= UINT32_MAX) return {};
+      if (slots_.size() >= capacity_ || slots_.size() >= connection_id::max_slots) return {};
       index = static_cast<std::uint32_t>(slots_.size());
       slots_.push_back({});
     }
@@ -63,7 +63,7 @@ public:
     slot* s = live_slot(id);
     if (!s) return false;
     s->live = false;
-    if (++s->generation == 0) s->generation = 1; // 0 marks "no connection"
+    s->generation = connection_id::next_generation(s->generation); // never 0: "no connection"
     free_.push_back(id.slot());
     --size_;
     return true;
@@ -84,7 +84,7 @@ public:
 private:
   struct slot {
     connection_entry entry;
-    std::uint32_t generation = 1;
+    std::uint64_t generation = 1;
     bool live = false;
   };
   slot* live_slot(connection_id id) {

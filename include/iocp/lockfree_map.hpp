@@ -60,7 +60,7 @@ public:
     }
     slot& s = slot_at(index);
     // The slot is ours alone until published: only its generation is read by others meanwhile.
-    std::uint32_t generation = generation_of(s.state.load(std::memory_order_relaxed));
+    std::uint64_t generation = generation_of(s.state.load(std::memory_order_relaxed));
     // Release, not relaxed: a reader whose (acquire) payload load reads these values must also see
     // the erase that freed the slot before us; find() explains why that is what makes it correct.
     s.owner.store(entry.owner, std::memory_order_release);
@@ -76,8 +76,7 @@ public:
     if (!seg) return false; // an id this map never issued
     slot& s = seg->slots[id.slot() % segment_slots];
     std::uint64_t expected = live_state(id.generation());
-    std::uint32_t next = id.generation() + 1;
-    if (next == 0) next = 1; // generation 0 is never issued
+    const std::uint64_t next = connection_id::next_generation(id.generation()); // never 0
     if (!s.state.compare_exchange_strong(expected, dead_state(next), std::memory_order_acq_rel)) return false;
     size_.fetch_sub(1, std::memory_order_relaxed);
     push_free(id.slot());
@@ -118,19 +117,15 @@ public:
   std::size_t capacity() const noexcept { return capacity_; }
 
 private:
-  static constexpr std::size_t max_capacity = std::size_t{1} << 31;
+  static constexpr std::size_t max_capacity = connection_id::max_slots;
   static constexpr std::uint32_t no_slot = UINT32_MAX;
 
   // state: generation << 1 | live
-  static constexpr std::uint64_t live_state(std::uint32_t generation) noexcept {
-    return (std::uint64_t{generation} << 1) | 1;
+  static constexpr std::uint64_t live_state(std::uint64_t generation) noexcept {
+    return (generation << 1) | 1;
   }
-  static constexpr std::uint64_t dead_state(std::uint32_t generation) noexcept {
-    return std::uint64_t{generation} << 1;
-  }
-  static constexpr std::uint32_t generation_of(std::uint64_t state) noexcept {
-    return static_cast<std::uint32_t>(state >> 1);
-  }
+  static constexpr std::uint64_t dead_state(std::uint64_t generation) noexcept { return generation << 1; }
+  static constexpr std::uint64_t generation_of(std::uint64_t state) noexcept { return state >> 1; }
 
   struct slot {
     std::atomic<std::uint64_t> state{dead_state(1)};
