@@ -580,6 +580,7 @@ BOOST_AUTO_TEST_CASE(connection_id_next_generation_skips_zero) {
   BOOST_TEST(static_cast<bool>(id(3u, id::next_generation(id::max_generation))));
   // The bound the README states: a slot's generation comes back after 2^40 - 1 steps.
   static_assert(id::max_generation == (std::uint64_t{1} << 40) - 1);
+  static_assert(iocp::max_connection_capacity + iocp::slot_quarantine == id::max_slots);
 }
 
 BOOST_AUTO_TEST_CASE(connection_id_empty_means_no_connection) {
