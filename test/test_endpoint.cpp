@@ -23,6 +23,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <unordered_set>
 
 #include "iocp/iocp.hpp"
@@ -533,24 +534,53 @@ BOOST_AUTO_TEST_CASE(accepts_exactly_what_inet_pton_accepts_on_mutated_text) {
 // connection_id
 
 BOOST_AUTO_TEST_CASE(connection_id_packs_slot_and_generation) {
+  static_assert(iocp::connection_id::slot_bits == 24 && iocp::connection_id::generation_bits == 40);
   constexpr iocp::connection_id id(7u, 3u);
   static_assert(id.slot() == 7 && id.generation() == 3);
-  static_assert(id.value() == ((std::uint64_t{3} << 32) | 7));
+  static_assert(id.value() == ((std::uint64_t{3} << 24) | 7));
+  static_assert(std::is_same_v<decltype(id.generation()), std::uint64_t>);
   BOOST_TEST(id.slot() == 7u);
   BOOST_TEST(id.generation() == 3u);
   BOOST_TEST(static_cast<bool>(id));
 
-  iocp::connection_id extreme(0xffffffffu, 0xffffffffu);
-  BOOST_TEST(extreme.slot() == 0xffffffffu);
-  BOOST_TEST(extreme.generation() == 0xffffffffu);
+  // The largest slot and generation fill the 64 bits exactly.
+  iocp::connection_id extreme(0xffffffu, iocp::connection_id::max_generation);
+  BOOST_TEST(extreme.slot() == 0xffffffu);
+  BOOST_TEST(extreme.generation() == (std::uint64_t{1} << 40) - 1);
   BOOST_TEST(extreme.value() == ~std::uint64_t{0});
+  // A generation above 32 bits is kept whole (the old layout would have cut it).
+  iocp::connection_id big(5u, std::uint64_t{0x12345678ab});
+  BOOST_TEST(big.generation() == 0x12345678abu);
+  BOOST_TEST(big.slot() == 5u);
+  // Bits beyond the fields are dropped, never carried into the other field.
+  iocp::connection_id wide(0x1000005u, (std::uint64_t{1} << 40) | 2);
+  BOOST_TEST(wide.slot() == 5u);
+  BOOST_TEST(wide.generation() == 2u);
 
   // From the raw value and back.
   iocp::connection_id raw(std::uint64_t{0x0000000500000009});
   BOOST_TEST(raw.slot() == 9u);
-  BOOST_TEST(raw.generation() == 5u);
-  BOOST_TEST((raw == iocp::connection_id(9u, 5u)));
+  BOOST_TEST(raw.generation() == 0x500u); // the bits from 24 up
+  BOOST_TEST((raw == iocp::connection_id(9u, 0x500u)));
   BOOST_TEST((iocp::connection_id(raw.value()) == raw));
+  iocp::connection_id raw2(std::uint64_t{0xabcdef0123456789});
+  BOOST_TEST(raw2.slot() == 0x456789u);
+  BOOST_TEST(raw2.generation() == 0xabcdef0123u);
+  BOOST_TEST((iocp::connection_id(raw2.slot(), raw2.generation()) == raw2));
+}
+
+BOOST_AUTO_TEST_CASE(connection_id_next_generation_skips_zero) {
+  using id = iocp::connection_id;
+  static_assert(id::next_generation(1) == 2);
+  BOOST_TEST(id::next_generation(1) == 2u);
+  BOOST_TEST(id::next_generation(0xffffffffu) == 0x100000000u); // past 32 bits, no wrap
+  BOOST_TEST(id::next_generation(id::max_generation - 1) == id::max_generation);
+  // After the last generation comes 1, never 0 ("no connection").
+  BOOST_TEST(id::next_generation(id::max_generation) == 1u);
+  BOOST_TEST(static_cast<bool>(id(3u, id::next_generation(id::max_generation))));
+  // The bound the README states: a slot's generation comes back after 2^40 - 1 steps.
+  static_assert(id::max_generation == (std::uint64_t{1} << 40) - 1);
+  static_assert(iocp::max_connection_capacity + iocp::slot_quarantine == id::max_slots);
 }
 
 BOOST_AUTO_TEST_CASE(connection_id_empty_means_no_connection) {
@@ -560,7 +590,10 @@ BOOST_AUTO_TEST_CASE(connection_id_empty_means_no_connection) {
   BOOST_TEST(none.value() == 0u);
   // Generation 0 is never issued: any slot with generation 0 is "no connection".
   BOOST_TEST(!static_cast<bool>(iocp::connection_id(5u, 0u)));
-  BOOST_TEST(!static_cast<bool>(iocp::connection_id(std::uint64_t{0xffffffff})));
+  BOOST_TEST(!static_cast<bool>(iocp::connection_id(std::uint64_t{0xffffff})));
+  BOOST_TEST(static_cast<bool>(iocp::connection_id(std::uint64_t{0x1000000}))); // slot 0, generation 1
+  // A generation that is a multiple of 2^40 is cut to 0: no connection either.
+  BOOST_TEST(!static_cast<bool>(iocp::connection_id(5u, std::uint64_t{1} << 40)));
   // Slot 0 with a generation is a real id.
   BOOST_TEST(static_cast<bool>(iocp::connection_id(0u, 1u)));
 }
@@ -570,7 +603,8 @@ BOOST_AUTO_TEST_CASE(connection_id_order_equality_and_hash) {
   BOOST_TEST((a != b));
   BOOST_TEST((a == iocp::connection_id(1u, 1u)));
   BOOST_TEST((a < c)); // same generation: by slot
-  BOOST_TEST((c < b)); // ordered by the 64-bit value, generation in the high half
+  BOOST_TEST((c < b)); // ordered by the 64-bit value, generation in the high bits
+  BOOST_TEST((iocp::connection_id(0xffffffu, 1u) < iocp::connection_id(0u, 2u)));
   BOOST_TEST((a <=> a == 0));
   std::hash<iocp::connection_id> h;
   BOOST_TEST(h(a) == h(iocp::connection_id(1u, 1u)));
@@ -578,6 +612,8 @@ BOOST_AUTO_TEST_CASE(connection_id_order_equality_and_hash) {
   BOOST_TEST(set.size() == 3u);
   // Same slot, another generation: a different id (a stale id never reaches the new connection).
   BOOST_TEST((iocp::connection_id(4u, 1u) != iocp::connection_id(4u, 2u)));
+  // Generations that the old 32-bit field could not tell apart are different ids.
+  BOOST_TEST((iocp::connection_id(4u, 1u) != iocp::connection_id(4u, (std::uint64_t{1} << 32) + 1)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ struct connection_entry {
 template <class M>
 concept connection_map = std::constructible_from<M, std::size_t> &&
     requires(M& m, const M& cm, connection_id id, connection_entry entry) {
-  /// A new id for `entry`, or an empty id when the map is at capacity.
+  /// A new id for `entry`, or an empty id when the map is at capacity (live entries).
   { m.insert(entry) } -> std::same_as<connection_id>;
   /// Removes `id`; false if it was not there. After this, find(id) fails for ever.
   { m.erase(id) } -> std::same_as<bool>;
@@ -35,21 +35,35 @@ concept connection_map = std::constructible_from<M, std::size_t> &&
   { cm.size() } -> std::convertible_to<std::size_t>;
 };
 
+/// The capacity a map constructed with `requested` has: at least 1, at most max_connection_capacity.
+constexpr std::size_t connection_map_capacity(std::size_t requested) noexcept {
+  return requested == 0 ? 1 : requested > max_connection_capacity ? max_connection_capacity : requested;
+}
+
 /// One mutex over a slot vector: the original library's design, and the reference for the others.
+/// The capacity bounds the live entries; slots number up to capacity + slot_quarantine, and a
+/// freed slot waits in a FIFO until more than slot_quarantine others do (connection_id.hpp says
+/// why). Costs 4 bytes per slot beyond the slot itself, for the FIFO.
 class mutex_map {
 public:
-  explicit mutex_map(std::size_t capacity) : capacity_(capacity ? capacity : 1) {}
+  explicit mutex_map(std::size_t capacity)
+      : capacity_(connection_map_capacity(capacity)), slot_limit_(capacity_ + slot_quarantine) {}
 
   connection_id insert(connection_entry entry) {
     std::lock_guard lock(mutex_);
+    if (size_ >= capacity_) return {};
     std::uint32_t index;
-    if (!free_.empty()) {
-      index = free_.back();
-      free_.pop_back();
+    // Slots are the live ones and the free ones: with fewer than capacity live, either more than
+    // the quarantine are free or fewer than slot_limit_ slots exist.
+    if (free_count_ > slot_quarantine || slots_.size() >= slot_limit_) {
+      index = free_[free_head_];
+      free_head_ = (free_head_ + 1) & (free_.size() - 1);
+      --free_count_;
     } else {
-      if (slots_.size() >= capacity_ || slots_.size() >= UINT32_MAX) return {};
-      index = static_cast<std::uint32_t>(slots_.size());
+      // The FIFO has room for every slot, so that erase() never allocates.
+      if (free_.size() <= slots_.size()) grow_free();
       slots_.push_back({});
+      index = static_cast<std::uint32_t>(slots_.size() - 1);
     }
     slot& s = slots_[index];
     s.entry = entry;
@@ -63,8 +77,9 @@ public:
     slot* s = live_slot(id);
     if (!s) return false;
     s->live = false;
-    if (++s->generation == 0) s->generation = 1; // 0 marks "no connection"
-    free_.push_back(id.slot());
+    s->generation = connection_id::next_generation(s->generation); // never 0: "no connection"
+    free_[(free_head_ + free_count_) & (free_.size() - 1)] = id.slot();
+    ++free_count_;
     --size_;
     return true;
   }
@@ -80,11 +95,12 @@ public:
     std::lock_guard lock(mutex_);
     return size_;
   }
+  std::size_t capacity() const noexcept { return capacity_; }
 
 private:
   struct slot {
     connection_entry entry;
-    std::uint32_t generation = 1;
+    std::uint64_t generation = 1;
     bool live = false;
   };
   slot* live_slot(connection_id id) {
@@ -92,12 +108,23 @@ private:
     slot& s = slots_[id.slot()];
     return s.live && s.generation == id.generation() ? &s : nullptr;
   }
+  void grow_free() {
+    std::vector<std::uint32_t> bigger(free_.empty() ? 64 : 2 * free_.size());
+    for (std::size_t i = 0; i < free_count_; ++i)
+      bigger[i] = free_[(free_head_ + i) & (free_.size() - 1)];
+    free_ = std::move(bigger);
+    free_head_ = 0;
+  }
 
   mutable std::mutex mutex_;
   std::vector<slot> slots_;
+  // The free slots, oldest first: a ring of free_count_ from free_head_, a power of two long.
   std::vector<std::uint32_t> free_;
+  std::size_t free_head_ = 0;
+  std::size_t free_count_ = 0;
   std::size_t size_ = 0;
   std::size_t capacity_;
+  std::size_t slot_limit_;
 };
 
 } // namespace iocp

@@ -6,9 +6,12 @@
 // (erased, or with an older or newer generation than issued), of slots never used, or random. The
 // model is the set of live ids: find() and erase() succeed for exactly those ids (so a stale id
 // never reaches a later occupant of its slot), with the entry inserted under that id; an id is never
-// issued twice; size() is the number of live ids; insert() succeeds while there is room, in a slot
-// below the capacity that no live id holds, and a full map refuses with an empty id and stays as it
-// was. Capacities near lockfree_map's 4096-slot segments cross into a second segment.
+// issued twice; size() is the number of live ids; insert() succeeds while fewer than the capacity
+// are live, in a slot below capacity + slot_quarantine that no live id holds, a fresh one with
+// generation 1 or a freed one with its next generation after slot_quarantine other slots were freed
+// since, and a full map refuses with an empty id and stays as it was. Churns (insert one, erase one,
+// thousands of times from a few bytes) reach the reuse of slots. Capacities near lockfree_map's
+// 4096-slot segments make the slots cross into a third segment.
 
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -25,8 +28,8 @@
 namespace {
 
 [[noreturn]] void fail(const char* map, const char* what, iocp::connection_id id) {
-  std::fprintf(stderr, "fuzz_map (%s): %s (id slot %u, generation %u)\n", map, what, id.slot(),
-               id.generation());
+  std::fprintf(stderr, "fuzz_map (%s): %s (id slot %u, generation %llu)\n", map, what, id.slot(),
+               static_cast<unsigned long long>(id.generation()));
   std::abort();
 }
 
@@ -61,10 +64,16 @@ private:
   std::size_t count_ = 0;
 };
 
-struct live_slot {
+struct slot_model {
   iocp::connection_id id; // empty: no live id in this slot
   iocp::connection_entry entry;
+  std::uint64_t generation = 0; // the last one issued in this slot; 0: never used
+  std::uint64_t freed_at = 0;   // the ordinal of the erase that freed it
 };
+
+constexpr std::size_t quarantine = iocp::slot_quarantine;
+/// Bounds the loops over every issued id: churns issue thousands.
+constexpr std::size_t max_sweep = 2048;
 
 template <class Map>
 class session {
@@ -75,41 +84,42 @@ public:
                                             : in.ConsumeIntegralInRange<std::size_t>(4090, 4100)),
         map_(capacity_) {
     if (capacity_ == 0) capacity_ = 1; // both maps make room for one
-    live_by_slot_.resize(capacity_);
+    slots_.resize(capacity_ + quarantine);
   }
 
   void run() {
     if constexpr (requires { map_.capacity(); })
       if (map_.capacity() != capacity_) fail(name_, "capacity() is not the one asked for", {});
     while (in_.remaining_bytes() > 0) {
-      switch (in_.ConsumeIntegralInRange<int>(0, 7)) {
+      switch (in_.ConsumeIntegralInRange<int>(0, 8)) {
       case 0:
-      case 1: insert(); break;
+      case 1: insert(in_.ConsumeIntegral<std::uint32_t>()); break;
       case 2: erase(pick_id()); break;
       case 3:
       case 4: find(pick_id()); break;
       case 5: // fill to capacity, and one more that must be refused
         for (std::size_t k = live_count_; k <= capacity_; ++k)
-          insert();
+          insert(in_.ConsumeIntegral<std::uint32_t>());
         break;
       case 6: // erase the live ids from one issued at random on: slots go back to the free list
-        for (std::size_t k = in_.ConsumeIntegralInRange<std::size_t>(0, issued_.size()); k < issued_.size();
-             ++k)
+        for (std::size_t k = in_.ConsumeIntegralInRange<std::size_t>(0, issued_.size()), n = 0;
+             k < issued_.size() && n < max_sweep; ++k, ++n)
           erase(issued_[k]);
         break;
-      default: // every issued id, live or stale
-        for (iocp::connection_id id : issued_)
-          find(id);
+      case 7: // issued ids, live or stale, from one at random on
+        for (std::size_t k = in_.ConsumeIntegralInRange<std::size_t>(0, issued_.size()), n = 0;
+             k < issued_.size() && n < max_sweep; ++k, ++n)
+          find(issued_[k]);
         break;
+      default: churn(); break;
       }
       if (map_.size() != live_count_) fail(name_, "size() differs from the number of live ids", {});
     }
   }
 
 private:
-  void insert() {
-    const iocp::connection_entry entry{in_.ConsumeIntegral<std::uint32_t>(),
-                                       reinterpret_cast<void*>(std::uintptr_t{++inserts_} * 16)};
+  void insert(std::uint32_t owner) {
+    const iocp::connection_entry entry{owner, reinterpret_cast<void*>(std::uintptr_t{++inserts_} * 16)};
     const iocp::connection_id id = map_.insert(entry);
     if (live_count_ == capacity_) {
       if (id) fail(name_, "a full map gave an id", id);
@@ -117,18 +127,28 @@ private:
     }
     if (!id) fail(name_, "a map with room refused an insert", id);
     if (!ever_issued_.insert(id.value())) fail(name_, "an id was issued twice", id);
-    if (id.slot() >= capacity_) fail(name_, "a slot beyond the capacity", id);
-    live_slot& s = live_by_slot_[id.slot()];
+    if (id.slot() >= slots_.size()) fail(name_, "a slot beyond capacity + quarantine", id);
+    slot_model& s = slots_[id.slot()];
     if (s.id) fail(name_, "a slot that a live id holds was issued again", id);
-    s = {id, entry};
+    if (s.generation == 0) {
+      if (id.generation() != 1) fail(name_, "a fresh slot's first generation is not 1", id);
+    } else {
+      if (frees_ - s.freed_at < quarantine)
+        fail(name_, "a slot was reused before slot_quarantine others were freed", id);
+      if (id.generation() != iocp::connection_id::next_generation(s.generation))
+        fail(name_, "a reused slot did not take its next generation", id);
+    }
+    s.id = id;
+    s.entry = entry;
+    s.generation = id.generation();
     ++live_count_;
     issued_.push_back(id);
   }
 
   /// The model's live entry under `id`, if any.
-  const live_slot* live(iocp::connection_id id) const {
-    if (!id || id.slot() >= capacity_ || live_by_slot_[id.slot()].id != id) return nullptr;
-    return &live_by_slot_[id.slot()];
+  const slot_model* live(iocp::connection_id id) const {
+    if (!id || id.slot() >= slots_.size() || slots_[id.slot()].id != id) return nullptr;
+    return &slots_[id.slot()];
   }
 
   void erase(iocp::connection_id id) {
@@ -136,13 +156,26 @@ private:
     if (erased != (live(id) != nullptr))
       fail(name_, erased ? "erase() removed an id that is not live" : "erase() missed a live id", id);
     if (!erased) return;
-    live_by_slot_[id.slot()] = {};
+    slots_[id.slot()].id = {};
+    slots_[id.slot()].freed_at = ++frees_;
     --live_count_;
+  }
+
+  /// Inserts and erases one at a time, `rounds` times: each round erases the id issued `lag` inserts
+  /// before (the one just issued if 0), so that about `lag` stay live while slots go round the
+  /// quarantine; enough rounds reuse every slot.
+  void churn() {
+    const std::size_t rounds = in_.ConsumeIntegralInRange<std::size_t>(1, 3 * (quarantine + 1));
+    const std::size_t lag = in_.ConsumeIntegralInRange<std::size_t>(0, 50);
+    for (std::size_t r = 0; r < rounds; ++r) {
+      insert(static_cast<std::uint32_t>(r));
+      if (issued_.size() > lag) erase(issued_[issued_.size() - 1 - lag]);
+    }
   }
 
   void find(iocp::connection_id id) const {
     const auto found = map_.find(id);
-    const live_slot* expected = live(id);
+    const slot_model* expected = live(id);
     if (found.has_value() != (expected != nullptr))
       fail(name_, found ? "find() found an id that is not live" : "find() missed a live id", id);
     if (found && (found->owner != expected->entry.owner || found->object != expected->entry.object))
@@ -158,14 +191,15 @@ private:
       if (in_.ConsumeBool()) return {}; // "no connection"
       // A slot that may never have been used, with a small generation, or anything at all.
       if (in_.ConsumeBool())
-        return iocp::connection_id(in_.ConsumeIntegralInRange<std::uint32_t>(0, capacity_ + 2),
-                                   in_.ConsumeIntegralInRange<std::uint32_t>(0, 4));
+        return iocp::connection_id(
+            in_.ConsumeIntegralInRange<std::uint32_t>(0, static_cast<std::uint32_t>(slots_.size() + 2)),
+            in_.ConsumeIntegralInRange<std::uint64_t>(0, 4));
       return iocp::connection_id(in_.ConsumeIntegral<std::uint64_t>());
     }
     const iocp::connection_id id = random_issued();
     const std::uint32_t delta = in_.ConsumeIntegralInRange<std::uint32_t>(1, 3);
     switch (kind) {
-    case 1: return iocp::connection_id(id.slot(), id.generation() - delta); // older (or 0, or wrapped)
+    case 1: return iocp::connection_id(id.slot(), id.generation() - delta); // older (or 0, or 2^40 - k)
     case 2: return iocp::connection_id(id.slot(), id.generation() + delta); // not issued yet
     case 3: return iocp::connection_id(id.slot(), 0u);
     default: return id; // as issued: live or stale
@@ -176,9 +210,10 @@ private:
   FuzzedDataProvider& in_;
   std::size_t capacity_;
   Map map_;
-  // The model: the live id (and its entry) of each slot below the capacity, and every id issued.
-  std::vector<live_slot> live_by_slot_;
+  // The model: each slot's live id (and its entry) and history, and every id issued.
+  std::vector<slot_model> slots_;
   std::size_t live_count_ = 0;
+  std::uint64_t frees_ = 0;
   std::vector<iocp::connection_id> issued_;
   id_set ever_issued_;
   std::uint64_t inserts_ = 0;
