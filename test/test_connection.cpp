@@ -879,8 +879,38 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stale_ids_are_rejected_and_never_reach_a_new_conne
   std::set<std::uint32_t> slots;
   for (iocp::connection_id id : old_ids)
     slots.insert(id.slot());
-  // One connection at a time: the map reuses slots, which is what this test is about.
-  BOOST_TEST(slots.size() < old_ids.size());
+  // One connection at a time, and still a fresh slot each: a freed slot waits in quarantine.
+  BOOST_TEST(slots.size() == old_ids.size());
+
+  // Past the quarantine: enough connections come and go for slots to be reused, and then each new
+  // connection's slot had earlier occupants, whose ids must not reach it.
+  constexpr std::size_t churn = iocp::slot_quarantine + 500;
+  for (std::size_t i = 0; i < churn; ++i)
+    socket_fd s = connect_local(port);
+  const std::size_t before = rounds + churn;
+  BOOST_REQUIRE(wait_until([&] { return record.disconnected_count() == before; }, 60s));
+  BOOST_REQUIRE(record.connected_count() == before);
+  for (int i = 0; i < 5; ++i) {
+    socket_fd s = connect_local(port);
+    iocp::connection_id id = wait_connected(record, before + static_cast<std::size_t>(i) + 1);
+    std::vector<iocp::connection_id> earlier;
+    {
+      std::lock_guard l(record.mutex);
+      for (iocp::connection_id old : record.connected)
+        if (old.slot() == id.slot() && old != id) earlier.push_back(old);
+    }
+    BOOST_TEST(!earlier.empty(), "slot " << id.slot() << " was not reused");
+    for (iocp::connection_id old : earlier) {
+      BOOST_TEST(old.generation() < id.generation());
+      check_rejected(old, "an earlier occupant of the slot");
+    }
+    std::string marker = "after the churn " + std::to_string(i);
+    BOOST_TEST(!server.send(id, marker));
+    BOOST_TEST(text(recv_exact(s.get(), marker.size())) == marker);
+    shutdown_write(s.get());
+    BOOST_TEST(recv_until_eof(s.get()).empty());
+    BOOST_TEST(!wait_reason(record, id));
+  }
   check_balanced(record);
 }
 
@@ -928,6 +958,13 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(constructor_failures_throw_the_real_cause, Config,
     BOOST_TEST_CONTEXT("receive_buffer_size " << size) {
       auto o = Config::options();
       o.receive_buffer_size = size;
+      CHECK_CODE(construct(o), std::errc::invalid_argument);
+    }
+  }
+  for (std::size_t n : {std::size_t{0}, iocp::max_connection_capacity + 1}) {
+    BOOST_TEST_CONTEXT("max_connections " << n) {
+      auto o = Config::options();
+      o.max_connections = n;
       CHECK_CODE(construct(o), std::errc::invalid_argument);
     }
   }

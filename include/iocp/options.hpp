@@ -58,6 +58,7 @@ struct server_options {
   /// IOCP.
   unsigned accepts_in_flight = 4;
   /// Most connections open at once; further ones are refused and reported. Also sizes the map.
+  /// Between 1 and iocp::max_connection_capacity (2^24 - 4096); the constructor refuses others.
   std::size_t max_connections = 1 << 20;
   /// TCP_NODELAY on accepted connections.
   bool no_delay = true;

@@ -82,6 +82,10 @@ public:
     if (options_.receive_buffer_size == 0 || options_.receive_buffer_size > (1u << 30))
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "iocp: receive_buffer_size must be between 1 and 1 GiB");
+    if (options_.max_connections == 0 || options_.max_connections > max_connection_capacity)
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "iocp: max_connections must be between 1 and " +
+                                  std::to_string(max_connection_capacity));
     if (options_.send_low_water_mark > options_.send_high_water_mark)
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "iocp: send_low_water_mark must not be above send_high_water_mark");
