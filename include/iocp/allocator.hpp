@@ -2,9 +2,16 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #pragma once
 
-// The Allocator policy: where per-operation memory comes from (connection contexts, send buffers and
-// receive buffers the kernel does not provide). Each I/O thread owns one instance and is its only
-// user, so an allocator needs no locks. Memory must be aligned to alignof(std::max_align_t).
+// The Allocator policy: where per-operation memory comes from (connection contexts, send buffers,
+// receive buffers the kernel does not provide, and the records of work posted to an I/O thread).
+// Each I/O thread owns two instances: one only it uses, and one for what other threads post to it,
+// used under that thread's inbox lock; so an allocator needs no locks of its own. Memory must be
+// aligned to alignof(std::max_align_t). allocate() may throw std::bad_alloc: the server then closes
+// the connection it was for (or refuses the accept, or the posted call) and reports it.
+//
+// Optional: `std::size_t good_size(std::size_t n) const`, how many bytes an allocation of n really
+// takes (a size class, say). The send queues then use the whole allocation and count that size
+// against server_options::max_send_queue_total, so the cap counts the memory really held.
 
 #include <bit>
 #include <concepts>
@@ -32,6 +39,19 @@ concept operation_allocator = std::default_initializable<A> && requires(A& a, st
   noexcept;
 };
 
+namespace detail {
+/// The bytes an allocation of n takes from `a`: its good_size(n) if it says, else n.
+template <class A>
+constexpr std::size_t allocation_size(const A& a, std::size_t n) noexcept {
+  if constexpr (requires {
+                  { a.good_size(n) } -> std::convertible_to<std::size_t>;
+                })
+    return a.good_size(n);
+  else
+    return n;
+}
+} // namespace detail
+
 /// Every allocation straight from the global heap (operator new).
 struct plain_allocator {
   void* allocate(std::size_t n) { return ::operator new(n); }
@@ -39,13 +59,14 @@ struct plain_allocator {
 };
 
 /// Recycles blocks in power-of-two size classes (64 B to 64 KiB), so the steady-state I/O path
-/// reuses memory instead of calling the global heap. Larger blocks go to the heap. Each class keeps
-/// at most `max_cached_bytes_per_class` of free blocks, so a burst does not pin memory for ever.
+/// reuses memory instead of calling the global heap. Larger blocks go to the heap. At most
+/// `max_cached_bytes` of free blocks are kept (over all classes), so a burst does not pin memory for
+/// ever, and what the send-queue cap bounds is most of what a thread holds.
 class pooled_allocator {
 public:
   static constexpr std::size_t min_block = 64;
   static constexpr std::size_t max_block = 64 * 1024;
-  static constexpr std::size_t max_cached_bytes_per_class = 8 * 1024 * 1024;
+  static constexpr std::size_t max_cached_bytes = 2 * 1024 * 1024;
 
   pooled_allocator() = default;
   pooled_allocator(const pooled_allocator&) = delete;
@@ -66,6 +87,7 @@ public:
     if (free_block* b = free_[c]) {
       free_[c] = b->next;
       --cached_[c];
+      cached_bytes_ -= class_size(c);
       return b;
     }
     return ::operator new(class_size(c));
@@ -77,12 +99,18 @@ public:
       return;
     }
     std::size_t c = class_of(n);
-    if (cached_[c] * class_size(c) >= max_cached_bytes_per_class) {
+    if (cached_bytes_ + class_size(c) > max_cached_bytes) {
       detail::delete_bytes(p, class_size(c));
       return;
     }
     free_[c] = ::new (p) free_block{free_[c]};
     ++cached_[c];
+    cached_bytes_ += class_size(c);
+  }
+
+  /// An allocation of n bytes takes its whole size class.
+  static constexpr std::size_t good_size(std::size_t n) noexcept {
+    return n > max_block ? n : class_size(class_of(n));
   }
 
   /// Free blocks currently held for reuse (for tests and statistics).
@@ -106,6 +134,7 @@ private:
 
   free_block* free_[class_count] = {};
   std::size_t cached_[class_count] = {};
+  std::size_t cached_bytes_ = 0;
 };
 
 } // namespace iocp

@@ -32,9 +32,12 @@ namespace detail {
 template <class Server>
 class event_loop;
 
+/// What arrived while receiving was paused; its bytes and itself come from the Allocator policy.
 struct held_input {
-  std::vector<std::byte> data;
-  bool eof = false; // the peer's FIN came after `data`
+  std::byte* data = nullptr;
+  std::size_t size = 0;
+  std::size_t capacity = 0;
+  bool eof = false; // the peer's FIN came after the bytes
 };
 } // namespace detail
 
@@ -119,7 +122,7 @@ private:
   long linger_unacked_ = -1;        // bytes the peer had not acknowledged when the last period began
   std::int64_t last_active_ns_ = 0; // the loop's clock when data last came in or went out (idle_timeout)
   // What arrived while receiving was paused, for resume_receiving() to deliver.
-  std::unique_ptr<detail::held_input> held_;
+  detail::held_input* held_ = nullptr;
   std::uint8_t callback_depth_ = 0;
   bool announced_ = false; // on_connected was called: on_disconnected is owed
   bool closing_ = false;   // closed for business; waiting for the kernel to let go
@@ -134,7 +137,9 @@ private:
   // callback, in its deferred round (event_loop::run_deferred): never inside a call the user made.
   std::uint8_t after_callback_ = 0; // flush_owed | high_water_owed
   bool held_delivery_owed_ = false; // resumed with held input: deliver it, then the FIN if held
-  bool shutdown_failed_ = false;    // our FIN could not be sent: report it (operation::shutdown)
+  // A failure that closed the connection inside a call the user made, reported in the deferred
+  // round (0: none; else the operation + 1; the error is close_reason_).
+  std::uint8_t report_owed_ = 0;
   // On the loop's list of connections with deferred work (which frees none of them meanwhile).
   bool deferred_ = false;
   connection* deferred_next_ = nullptr;

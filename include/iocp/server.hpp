@@ -143,35 +143,44 @@ public:
   // a connection that closes before posted work reaches it simply drops that work.
 
   std::error_code send(connection_id id, std::span<const std::byte> data) {
-    if (data.empty()) return empty_send(id);
     return dispatch(
         id, [&](connection_type& c) { return c.send(data); },
-        [&] { return command(command_kind::send, id, std::vector<std::byte>(data.begin(), data.end())); },
-        data.size());
+        [&](loop_type& loop) {
+          if (data.empty()) return std::error_code{}; // nothing to send: nothing is posted
+          if (data.size() > options_.max_send_queue_per_connection)
+            return make_error_code(errc::send_queue_full);
+          return loop.post_send(id, data); // copied into the thread's inbox, counted against the cap
+        });
   }
   std::error_code send(connection_id id, std::string_view text) {
     return send(id, std::as_bytes(std::span(text)));
   }
   std::error_code send(connection_id id, std::vector<std::byte>&& buffer) {
-    if (buffer.empty()) return empty_send(id);
-    const std::size_t size = buffer.size();
     return dispatch(
         id, [&](connection_type& c) { return c.send(std::move(buffer)); },
-        [&] { return command(command_kind::send, id, std::move(buffer)); }, size);
+        [&](loop_type& loop) {
+          if (buffer.empty()) return std::error_code{};
+          // The vector's own memory counts against the cap from now on, with the node that will
+          // hold it in the queue (a small one is copied into a block instead: its heap header).
+          const std::size_t reserved =
+              buffer.capacity() +
+              (buffer.size() > detail::send_vector_copy_limit ? detail::send_block_overhead : 16);
+          if (buffer.size() > options_.max_send_queue_per_connection || !send_budget_.reserve(reserved))
+            return make_error_code(errc::send_queue_full);
+          std::error_code e = loop.post_vector(id, std::move(buffer), reserved);
+          if (e) send_budget_.release(reserved);
+          return e;
+        });
   }
   std::error_code shutdown(connection_id id, shutdown_type how) {
     return dispatch(
         id, [&](connection_type& c) { return c.shutdown(how); },
-        [&] {
-          auto cmd = command(command_kind::shutdown, id);
-          cmd.how = how;
-          return cmd;
-        });
+        [&](loop_type& loop) { return loop.post_call(command_kind::shutdown, id, how); });
   }
   std::error_code disconnect(connection_id id) {
     return dispatch(
         id, [&](connection_type& c) { return c.disconnect(); },
-        [&] { return command(command_kind::disconnect, id); });
+        [&](loop_type& loop) { return loop.post_call(command_kind::disconnect, id); });
   }
   /// See connection::pause_receiving() and resume_receiving().
   std::error_code pause_receiving(connection_id id) {
@@ -181,7 +190,7 @@ public:
           c.pause_receiving();
           return std::error_code{};
         },
-        [&] { return command(command_kind::pause, id); });
+        [&](loop_type& loop) { return loop.post_call(command_kind::pause, id); });
   }
   std::error_code resume_receiving(connection_id id) {
     return dispatch(
@@ -190,7 +199,7 @@ public:
           c.resume_receiving();
           return std::error_code{};
         },
-        [&] { return command(command_kind::resume, id); });
+        [&](loop_type& loop) { return loop.post_call(command_kind::resume, id); });
   }
   std::error_code abort(connection_id id) {
     return dispatch(
@@ -199,7 +208,7 @@ public:
           c.abort();
           return std::error_code{};
         },
-        [&] { return command(command_kind::abort, id); });
+        [&](loop_type& loop) { return loop.post_call(command_kind::abort, id); });
   }
 
   /// Graceful stop: stop accepting, shut down every connection's send side after its queued data,
@@ -260,7 +269,7 @@ public:
 
 private:
   using loop_type = detail::event_loop<basic_iocp_server>;
-  using command_kind = detail::loop_command::kind;
+  using command_kind = detail::command_kind;
   friend loop_type; // hands accepted sockets to the other loops (loop()), shares the send budget
 
   detail::shared_send_budget& send_budget() noexcept { return send_budget_; }
@@ -298,49 +307,26 @@ private:
     return false;
   }
 
-  static detail::loop_command command(command_kind what, connection_id id, std::vector<std::byte> data = {}) {
-    detail::loop_command cmd{what, id};
-    cmd.data = std::move(data);
-    return cmd;
-  }
-
-  /// `send_bytes`: for a send, its size. Posted, those bytes are reserved from the send budget until
-  /// the owning thread takes them, so that sends queued from other threads faster than that thread
-  /// carries them out meet the same cap (errc::send_queue_full, at once) as sends it queues itself.
-  template <class Direct, class Posted>
-  std::error_code dispatch(connection_id id, Direct&& direct, Posted&& posted, std::size_t send_bytes = 0) {
+  /// Acts at once on the connection's own thread; elsewhere posts the call to that thread, unless
+  /// the server is stopping. A post may fail: errc::send_queue_full past the server-wide cap (a
+  /// send's bytes, with the records that hold them, are counted from the moment they are posted, so
+  /// sends from other threads meet the same cap as those the connection's thread makes), or
+  /// std::errc::not_enough_memory; nothing was posted then.
+  template <class Direct, class Post>
+  std::error_code dispatch(connection_id id, Direct&& direct, Post&& post) {
     std::optional<connection_entry> entry = map_.find(id);
     if (!entry) return make_error_code(errc::unknown_connection);
     loop_type& loop = *loops_[entry->owner];
     if (loop.on_own_thread()) return direct(*static_cast<connection_type*>(entry->object));
     if (stopping_.load(std::memory_order_acquire)) return make_error_code(errc::server_stopping);
-    // The block the bytes will take, at most, with its header: what the send admits on arrival.
-    const std::size_t reserved =
-        send_bytes ? send_bytes + detail::send_queue<Allocator, detail::local_send_budget>::block_overhead
-                   : 0;
-    if (send_bytes &&
-        (send_bytes > options_.max_send_queue_per_connection || !send_budget_.reserve(reserved)))
-      return make_error_code(errc::send_queue_full);
-    detail::loop_command command = posted();
-    command.reserved = reserved;
-    loop.post(std::move(command));
-    return {};
-  }
-
-  /// An empty send is no operation: nothing is posted, queued or reported (no on_sent).
-  std::error_code empty_send(connection_id id) const {
-    return map_.find(id) ? std::error_code{} : make_error_code(errc::unknown_connection);
+    return post(loop);
   }
 
   void post_stop(std::chrono::milliseconds timeout) {
     const std::int64_t deadline = detail::later_ns(detail::monotonic_ns(), detail::timeout_ns(timeout));
     stopping_.store(true, std::memory_order_release);
-    for (auto& loop : loops_) {
-      detail::loop_command cmd{command_kind::stop, connection_id{}};
-      cmd.data = {};
-      cmd.deadline_ns = deadline;
-      loop->post(std::move(cmd));
-    }
+    for (auto& loop : loops_)
+      loop->request_stop(deadline);
   }
 
   /// Each I/O thread builds its own loop (and so its ring: the kernel ties a ring to the thread

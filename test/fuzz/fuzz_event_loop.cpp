@@ -1381,7 +1381,8 @@ private:
         fail("send() failed with an unexpected error");
       }
     }
-    check(server->send_queue_reserved() <= options_.max_send_queue_total, "max_send_queue_total passed");
+    check(server->send_queue_reserved() <= options_.max_send_queue_total + cap_slack(),
+          "max_send_queue_total passed");
     if (!m.disconnected)
       check(conn_of(m).queued_bytes() <= options_.max_send_queue_per_connection,
             "max_send_queue_per_connection passed");
@@ -1491,11 +1492,12 @@ private:
         check(r == errc::server_stopping, "a posted call after a stop did not get server_stopping");
         return;
       }
-      // A posted send reserves its bytes and a block's overhead from the total at once, and one that
-      // could never fit one connection's queue is refused at once.
+      // A posted send reserves the inbox chunk its record goes into (64 KiB, or its own size), or
+      // a moved vector's memory and a block's overhead, from the total at once; and one that could
+      // never fit one connection's queue is refused at once.
       if (is_send && r == errc::send_queue_full) {
         check(bytes.size() > options_.max_send_queue_per_connection ||
-                  reserved_before + bytes.size() + 256 > options_.max_send_queue_total,
+                  reserved_before + bytes.size() + inbox_chunk + 512 > options_.max_send_queue_total,
               "a posted send was refused within the limits");
         return;
       }
@@ -1632,6 +1634,18 @@ private:
   std::vector<posted> batch_;     // posted since the last wake
   std::vector<posted> executing_; // being carried out by on_wake
   bool batch_has_send_ = false;
+
+  static constexpr std::size_t inbox_chunk = 64 * 1024;
+  /// How far the total may pass max_send_queue_total: sends posted (counted by their inbox chunk)
+  /// are not refused when their thread queues them, and the block each opens in a connection's
+  /// queue may need a chunk of the thread's budget (64 KiB) more than the record was counted for;
+  /// calls other than sends are never refused, and their chunk counts too.
+  std::size_t cap_slack() const {
+    std::size_t open = 0;
+    for (const auto& [id, m] : models_)
+      open += !m.disconnected;
+    return (open + 2) * inbox_chunk;
+  }
   bool in_wake_ = false;
   std::optional<wake_send> wake_send_;
 };

@@ -135,7 +135,17 @@ private:
     auto bytes = next_bytes(next_size());
     auto buffer = std::make_unique<std::byte[]>(std::max<std::size_t>(bytes.size(), 1));
     if (!bytes.empty()) std::memcpy(buffer.get(), bytes.data(), bytes.size());
-    queue_.append_borrowed(alloc_, std::span<const std::byte>(buffer.get(), bytes.size()), id);
+    // Sometimes the backend would not lend it (outside on_received, half the ring out): nothing
+    // is queued then, and the node allocated for it is freed.
+    const std::size_t before = queue_.bytes();
+    if (!queue_.append_borrowed(alloc_, std::span<const std::byte>(buffer.get(), bytes.size()),
+                                [&](std::uint16_t& lent) noexcept {
+                                  lent = id;
+                                  return !in_.ConsumeBool();
+                                })) {
+      check(queue_.bytes() == before, "a refused loan queued something");
+      return;
+    }
     lent_.emplace(id, std::move(buffer));
     lent_order_.push_back({id, total_queued_, total_queued_ + bytes.size()});
     model_append(bytes);

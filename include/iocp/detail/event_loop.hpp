@@ -25,6 +25,7 @@
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
 #include "iocp/detail/clock.hpp"
+#include "iocp/detail/command_inbox.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/loop_counters.hpp"
 #include "iocp/detail/send_budget.hpp"
@@ -39,18 +40,10 @@ namespace iocp::detail {
 /// act at once instead of being posted.
 inline thread_local const void* current_event_loop = nullptr;
 
-/// Work for a connection posted from another thread.
-struct loop_command {
-  // adopt: a socket accepted on another thread (IOCP: only thread 0's port can hold the listener).
-  enum class kind : std::uint8_t { send, shutdown, disconnect, abort, stop, adopt, pause, resume };
-  kind what;
-  connection_id id;
-  shutdown_type how = shutdown_type::both;
-  std::int64_t deadline_ns = 0;          // stop
-  std::vector<std::byte> data = {};      // send
-  std::size_t reserved = 0;              // send: bytes reserved from the server's send budget for it
-  socket_handle socket = invalid_socket; // adopt
-  endpoint remote = {};                  // adopt
+/// A socket accepted on another thread (IOCP: only thread 0's port can hold the listener).
+struct adopted_socket {
+  socket_handle socket;
+  endpoint remote;
 };
 
 template <class Server>
@@ -62,7 +55,8 @@ public:
 
   event_loop(Server& server, std::uint32_t index, iocp::backend kind, socket_handle listen_fd,
              const server_options& options)
-      : server_(server), index_(index), options_(options), budget_(server.send_budget()) {
+      : server_(server), index_(index), options_(options), budget_(server.send_budget()),
+        inbox_(server.send_budget(), inbox_limit(options, server.thread_count())) {
 #if defined(IOCP_HAS_IOCP)
     (void)kind;
     iocp_.emplace(listen_fd, options.receive_buffer_size);
@@ -87,12 +81,8 @@ public:
     // The thread has ended; whatever is left (only after a failed start) is released quietly.
     while (live_)
       destroy(*live_, false);
-    // Work posted after this thread had stopped: sockets handed over, and sends' reservations.
-    for (loop_command& command : commands_) {
-      if (command.what == loop_command::kind::adopt && command.socket != invalid_socket)
-        (void)close_socket(command.socket);
-      server_.send_budget().release(command.reserved);
-    }
+    // Work posted after this thread had stopped: sockets handed over, moved vectors, reservations.
+    inbox_.drain(budget_, [this](command_record& r) { discard(r); });
   }
 
   Server& server() const noexcept { return server_; }
@@ -108,17 +98,40 @@ public:
     current_event_loop = nullptr;
   }
 
-  // ---- from any thread ----
+  // ---- from any thread: calls by id posted to this thread (see command_inbox) ----
+  // Each returns errc::send_queue_full past the server-wide cap (sends only) or not_enough_memory;
+  // then nothing was posted. The loop takes the whole inbox at once: only the first post into an
+  // empty inbox wakes it.
 
-  void post(loop_command&& command) {
-    bool was_empty;
-    {
-      std::lock_guard lock(commands_mutex_);
-      was_empty = commands_.empty();
-      commands_.push_back(std::move(command));
-    }
-    // The loop takes the whole queue at once, so only the first command of a batch needs a wake.
-    if (was_empty) with_backend([](auto& b) { b.wake(); });
+  std::error_code post_send(connection_id id, std::span<const std::byte> data) {
+    return post(command_kind::send, id, 0, data.size(), true, 0,
+                [&](std::byte* to) noexcept { std::memcpy(to, data.data(), data.size()); });
+  }
+  /// `reserved`: what the caller reserved from the send budget for the vector's memory, which the
+  /// record then owns (given back by the loop when the vector's bytes are sent or dropped).
+  std::error_code post_vector(connection_id id, std::vector<std::byte>&& data, std::size_t reserved) {
+    return post(command_kind::send_vector, id, 0, sizeof(posted_vector), true, reserved,
+                [&](std::byte* to) noexcept {
+                  ::new (to) posted_vector{std::move(data), reserved};
+                });
+  }
+  std::error_code post_call(command_kind what, connection_id id, shutdown_type how = shutdown_type::both) {
+    return post(what, id, static_cast<std::uint8_t>(how), 0, false, 0, [](std::byte*) noexcept {});
+  }
+  std::error_code post_adopt(socket_handle s, const endpoint& remote) {
+    return post(command_kind::adopt, connection_id{}, 0, sizeof(adopted_socket), false, 0,
+                [&](std::byte* to) noexcept {
+                  ::new (to) adopted_socket{s, remote};
+                });
+  }
+  /// A graceful stop with this deadline (the earliest of those asked for applies). Not a record in
+  /// the inbox, so that it needs no memory; what was posted before it is carried out first.
+  void request_stop(std::int64_t deadline_ns) noexcept {
+    std::int64_t current = stop_deadline_asked_.load(std::memory_order_relaxed);
+    while (deadline_ns < current &&
+           !stop_deadline_asked_.compare_exchange_weak(current, deadline_ns, std::memory_order_relaxed)) {}
+    stop_asked_.store(true, std::memory_order_release);
+    with_backend([](auto& b) { b.wake(); });
   }
 
   // ---- on the owning thread: the connection's operations ----
@@ -135,9 +148,11 @@ public:
     if (!uring_ || !c.callback_depth_ || !c.queue_.empty() || c.closing_ || c.write_shut_requested_ ||
         data.size() > lent_send_limit_)
       return false;
-    std::uint16_t lent_buffer;
-    if (!uring_->lend(data.data(), data.size(), lent_buffer)) return false;
-    c.queue_.append_borrowed(allocator_, data, lent_buffer);
+    // The queue is empty: its own node holds the buffer, nothing is allocated.
+    if (!c.queue_.append_borrowed(allocator_, data, [&](std::uint16_t& id) noexcept {
+          return uring_->lend(data.data(), data.size(), id);
+        }))
+      return false;
     c.after_callback_ |= connection_type::flush_owed; // started when the callback returns (invoke)
     return true;
 #endif
@@ -149,21 +164,34 @@ public:
   // running callback returns, or in the loop's deferred round (run_deferred).
 
   // Out of line: what the handler's send() inlines is try_send_lent() and a call to this.
+  // An allocation that fails closes the connection (its stream would have a gap), reported as
+  // std::errc::not_enough_memory (operation::send) once the caller's callback has returned.
+
+  // Out of line: what the handler's send() inlines is try_send_lent() and a call to this.
   IOCP_NOINLINE std::error_code send(connection_type& c, std::span<const std::byte> data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
     if (data.empty()) return {}; // nothing to send: no operation, no on_sent
     if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes())
       return make_error_code(errc::send_queue_full);
-    bool queued = with_backend([&](auto& backend) { return queue_send(backend, c, data); });
-    return queued ? std::error_code{} : make_error_code(errc::send_queue_full);
+    try {
+      bool queued = with_backend([&](auto& backend) { return queue_send(backend, c, data); });
+      return queued ? std::error_code{} : make_error_code(errc::send_queue_full);
+    } catch (const std::bad_alloc&) {
+      return out_of_memory(c, operation::send);
+    }
   }
 
   std::error_code send(connection_type& c, std::vector<std::byte>&& data) {
     if (c.closing_ || c.write_shut_requested_) return make_error_code(errc::connection_closing);
     if (data.empty()) return {};
-    if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes() ||
-        !c.queue_.append(allocator_, budget_, std::move(data)))
+    if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes())
       return make_error_code(errc::send_queue_full);
+    try {
+      if (!c.queue_.append(allocator_, budget_, std::move(data)))
+        return make_error_code(errc::send_queue_full);
+    } catch (const std::bad_alloc&) {
+      return out_of_memory(c, operation::send);
+    }
     queued(c);
     flush(c);
     return {};
@@ -225,10 +253,11 @@ public:
 #if defined(IOCP_HAS_IOCP)
       // Thread 0 accepts for all: the connections are spread over the threads in turn.
       if (std::uint32_t owner = next_owner(); owner != index_) {
-        loop_command adopt{loop_command::kind::adopt, connection_id{}};
-        adopt.socket = s;
-        adopt.remote = from_sockaddr(ctx.address);
-        server_.loop(owner).post(std::move(adopt));
+        if (std::error_code e = server_.loop(owner).post_adopt(s, from_sockaddr(ctx.address))) {
+          close_reported(s); // no memory to hand it over: refused, as any accept without memory
+          loop_counters::add(counters_.refused);
+          report(e, operation::accept);
+        }
         return;
       }
 #endif
@@ -304,14 +333,28 @@ public:
     maybe_finalize(c);
   }
 
+  /// Carries out what other threads posted, in order, then a stop they asked for.
   void on_wake() {
-    std::vector<loop_command> batch;
-    {
-      std::lock_guard lock(commands_mutex_);
-      batch.swap(commands_);
-    }
-    for (loop_command& command : batch)
-      execute(command);
+    const bool stop = stop_asked_.load(std::memory_order_acquire);
+    // Consecutive records for one connection (a burst of sends) look it up once: no connection is
+    // freed while the inbox is drained (that waits for the deferred round).
+    connection_id last_id;
+    connection_type* last = nullptr;
+    inbox_.drain(budget_, [&](command_record& r) {
+      if (r.what == command_kind::adopt) {
+        adopt(*std::launder(reinterpret_cast<adopted_socket*>(r.payload())));
+        return;
+      }
+      if (r.id != last_id) {
+        last_id = r.id;
+        last = find(r.id);
+      }
+      if (last)
+        execute(*last, r);
+      else
+        discard(r); // closed since the call was posted: an ordinary race, nothing to do
+    });
+    if (stop) begin_stop(stop_deadline_asked_.load(std::memory_order_relaxed));
   }
 
   /// The backend could not wait or submit (e.g. a seccomp profile that refuses io_uring_enter
@@ -346,6 +389,28 @@ private:
   using uring_backend_type = io_uring_backend;
   using epoll_backend_type = epoll_backend;
 #endif
+
+  /// What one thread's inbox may hold: a 32nd of the send-queue cap, shared by the threads (so
+  /// that all of them together leave at most that much behind), and at least 4 MiB (below that the
+  /// cap itself is the limit that matters).
+  static std::size_t inbox_limit(const server_options& options, std::size_t threads) noexcept {
+    return (std::max)(options.max_send_queue_total / 32 / (std::max)(threads, std::size_t{1}),
+                      std::size_t{4} << 20);
+  }
+
+  template <class Fill>
+  std::error_code post(command_kind what, connection_id id, std::uint8_t how, std::size_t payload,
+                       bool is_send, std::size_t outside, Fill&& fill) {
+    bool wake = false;
+    std::error_code e;
+    try {
+      e = inbox_.push(what, id, how, payload, is_send, outside, fill, wake);
+    } catch (const std::system_error& failure) { // the inbox's mutex could not be locked
+      return failure.code();
+    }
+    if (wake) with_backend([](auto& b) { b.wake(); });
+    return e;
+  }
 
   static constexpr std::int64_t min_backoff_ns = 10'000'000;    // 10 ms
   static constexpr std::int64_t max_backoff_ns = 1'000'000'000; // 1 s
@@ -395,9 +460,9 @@ private:
       }
     }
     if constexpr (requires(std::uint16_t id) { backend.lend(data.data(), data.size(), id); }) {
-      std::uint16_t lent_buffer;
-      if (backend.lend(data.data(), data.size(), lent_buffer)) {
-        c.queue_.append_borrowed(allocator_, data, lent_buffer);
+      if (c.queue_.append_borrowed(allocator_, data, [&](std::uint16_t& id) noexcept {
+            return backend.lend(data.data(), data.size(), id);
+          })) {
         queued(c);
         flush(backend, c);
         return true;
@@ -471,36 +536,63 @@ private:
 
   /// A receive completed while receiving was paused: keep what it brought for resume_receiving().
   /// An error still closes the connection; the end of a receive the pause cancelled is no error.
+  /// Without memory to keep the bytes, the connection closes (they cannot be given back).
   IOCP_NOINLINE void hold(connection_type& c, int result, const std::byte* data) {
     if (result < 0) {
       if (result != -ECANCELED) begin_close(c, errno_code(-result), false);
       return;
     }
     loop_counters::add(counters_.bytes_received, static_cast<std::uint64_t>(result));
-    if (!c.held_) c.held_ = std::make_unique<held_input>();
-    if (result == 0)
-      c.held_->eof = true;
-    else
-      c.held_->data.insert(c.held_->data.end(), data, data + result);
+    try {
+      if (!c.held_) c.held_ = ::new (allocator_.allocate(sizeof(held_input))) held_input{};
+      if (result == 0)
+        c.held_->eof = true;
+      else
+        append_held(*c.held_, data, static_cast<std::size_t>(result));
+    } catch (const std::bad_alloc&) {
+      out_of_memory(c, operation::receive);
+    }
+  }
+
+  /// Adds bytes to what is held, growing its buffer (from the Allocator policy) by doubling.
+  void append_held(held_input& h, const std::byte* data, std::size_t n) {
+    if (h.capacity - h.size < n) {
+      const std::size_t capacity = allocation_size(allocator_, (std::max)(h.size + n, 2 * h.capacity));
+      auto* grown = static_cast<std::byte*>(allocator_.allocate(capacity));
+      if (h.size) std::memcpy(grown, h.data, h.size);
+      if (h.data) allocator_.deallocate(h.data, h.capacity);
+      h.data = grown;
+      h.capacity = capacity;
+    }
+    std::memcpy(h.data + h.size, data, n);
+    h.size += n;
+  }
+
+  void free_held(held_input* h) noexcept {
+    if (!h) return;
+    if (h->data) allocator_.deallocate(h->data, h->capacity);
+    h->~held_input();
+    allocator_.deallocate(h, sizeof(held_input));
   }
 
   /// Receiving resumed: what was held goes to the handler, then the receive is armed again.
   void deliver_held(connection_type& conn) {
     if (conn.closing_ || conn.recv_paused || !conn.held_) return;
     ++conn.callback_depth_; // conn stays while its held input is handed over
-    std::unique_ptr<held_input> held = std::move(conn.held_);
-    if (!held->data.empty()) {
+    held_input* held = std::exchange(conn.held_, nullptr);
+    if (held->size) {
       conn.last_active_ns_ = now_ns_;
-      deliver(conn, held->data);
+      deliver(conn, std::span<const std::byte>(held->data, held->size));
     }
     if (held->eof && !conn.closing_) {
       if (conn.recv_paused) { // paused again by on_received: the FIN waits for the next resume
-        held->data.clear();
-        conn.held_ = std::move(held);
+        held->size = 0;
+        conn.held_ = std::exchange(held, nullptr);
       } else {
         on_peer_eof(conn);
       }
     }
+    free_held(held);
     --conn.callback_depth_;
     if (!conn.closing_) rearm_receive(conn);
   }
@@ -530,8 +622,13 @@ private:
       next = std::exchange(c.deferred_next_, nullptr);
       c.deferred_ = false;
       if (std::exchange(c.held_delivery_owed_, false)) deliver_held(c);
+      if (c.after_callback_ & connection_type::flush_owed) { // sends posted from other threads
+        c.after_callback_ &= static_cast<std::uint8_t>(~connection_type::flush_owed);
+        flush(c);
+      }
       if (c.after_callback_ & connection_type::high_water_owed) deliver_high_water(c);
-      if (std::exchange(c.shutdown_failed_, false)) report(c.close_reason_, operation::shutdown);
+      if (std::uint8_t owed = std::exchange(c.report_owed_, 0))
+        report(c.close_reason_, static_cast<operation>(owed - 1));
       maybe_finalize(c);
     }
   }
@@ -551,13 +648,13 @@ private:
     c.read_shut_ = true;
     c.recv_paused = false;
     if (c.held_) {
-      c.held_->data.clear();
+      c.held_->size = 0;
       if (c.held_->eof) { // the FIN was held: it is reported from the loop, as after a resume
         c.held_delivery_owed_ = true;
         defer(c);
         return;
       }
-      c.held_.reset();
+      free_held(std::exchange(c.held_, nullptr));
     }
     rearm_receive(c);
   }
@@ -569,8 +666,13 @@ private:
       backend.start_accept(ctx);
     for (;;) {
       backend.run_once(next_timeout_ns(), *this);
-      if (timers_armed()) run_timers();
+      // Deferred work first (held input after a resume may start a linger period, due at once with
+      // a zero linger_timeout), then the timers, then what they closed.
       if (deferred_head_) run_deferred();
+      if (timers_armed()) {
+        run_timers();
+        if (deferred_head_) run_deferred();
+      }
       if (stopping_ && !live_ && !accept_pending()) break;
     }
   }
@@ -619,10 +721,16 @@ private:
     connection_type& c = *::new (memory) connection_type(this);
     c.fd = fd;
     c.recv_buffer = buffer;
-    c.id_ = map().insert(connection_entry{index_, &c});
-    if (!c.id_) {
+    std::error_code refused;
+    try {
+      c.id_ = map().insert(connection_entry{index_, &c});
+      if (!c.id_) refused = make_error_code(errc::too_many_connections);
+    } catch (const std::bad_alloc&) { // a map that grows (mutex_map's slot vector)
+      refused = make_error_code(std::errc::not_enough_memory);
+    }
+    if (refused) {
       loop_counters::add(counters_.refused);
-      report(make_error_code(errc::too_many_connections), operation::accept);
+      report(refused, operation::accept);
       destroy(c);
       return;
     }
@@ -743,7 +851,7 @@ private:
     // starts next sends our FIN (not a reset): one system call fewer per connection.
     if (c.peer_eof_) return;
     if (std::error_code e = shutdown_send(c.fd)) {
-      c.shutdown_failed_ = true; // reported in the deferred round: this may be inside a user's call
+      c.report_owed_ = static_cast<std::uint8_t>(operation::shutdown) + 1; // maybe inside a user's call
       begin_close(c, e, false);
     }
   }
@@ -843,6 +951,7 @@ private:
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
     drop_queue(c);
+    free_held(std::exchange(c.held_, nullptr));
     if (c.recv_buffer) allocator_.deallocate(c.recv_buffer, options_.receive_buffer_size);
     c.~connection_type();
     allocator_.deallocate(&c, sizeof(connection_type));
@@ -869,43 +978,85 @@ private:
     return static_cast<connection_type*>(entry->object);
   }
 
-  void execute(loop_command& command) {
-    // A posted send was reserved from the shared budget when it was posted, so that posted work
-    // cannot grow past the cap either; this thread's share takes the reservation over, the send
-    // below admits its block from it, and settle() gives back what is left.
-    budget_.adopt(std::exchange(command.reserved, 0));
-    if (command.what == loop_command::kind::stop) {
-      begin_stop(command.deadline_ns);
-      return;
-    }
-    if (command.what == loop_command::kind::adopt) {
-      socket_handle s = std::exchange(command.socket, invalid_socket);
-      if (stopping_)
-        close_reported(s);
-      else
-        open_connection(s, command.remote);
-      return;
-    }
-    connection_type* c = find(command.id);
-    if (!c) { // closed since the command was posted: an ordinary race, nothing to do
-      budget_.settle();
-      return;
-    }
-    switch (command.what) {
-    case loop_command::kind::send:
-      // Posted from another thread, the send's result has no caller left to see it.
-      if (std::error_code e = send(*c, std::move(command.data)); e == errc::send_queue_full)
-        report(e, operation::send);
+  /// A posted call for `c`, which this thread owns.
+  void execute(connection_type& c, command_record& r) {
+    switch (r.what) {
+    case command_kind::send: posted_send(c, std::span<const std::byte>(r.payload(), r.payload_size)); break;
+    case command_kind::send_vector: {
+      // Its memory was reserved from the shared budget when it was posted: this thread's share
+      // takes the reservation over, the queue admits the vector from it, settle() gives back the rest.
+      auto& posted = *std::launder(reinterpret_cast<posted_vector*>(r.payload()));
+      budget_.adopt(std::exchange(posted.reserved, 0));
+      posted_send(c, std::move(posted.data));
+      posted.~posted_vector();
       budget_.settle();
       break;
-    case loop_command::kind::shutdown: shutdown(*c, command.how); break;
-    case loop_command::kind::disconnect: disconnect(*c); break;
-    case loop_command::kind::abort: abort(*c, make_error_code(std::errc::connection_aborted)); break;
-    case loop_command::kind::pause: pause_receiving(*c); break;
-    case loop_command::kind::resume: resume_receiving(*c); break;
-    case loop_command::kind::stop:
-    case loop_command::kind::adopt: break;
     }
+    case command_kind::shutdown: shutdown(c, static_cast<shutdown_type>(r.how)); break;
+    case command_kind::disconnect: disconnect(c); break;
+    case command_kind::abort: abort(c, make_error_code(std::errc::connection_aborted)); break;
+    case command_kind::pause: pause_receiving(c); break;
+    case command_kind::resume: resume_receiving(c); break;
+    case command_kind::adopt: break; // not a connection's
+    }
+  }
+
+  /// A posted call whose connection has gone (or whose thread has ended): what it holds is freed,
+  /// and a vector's reservation goes to this thread's share, which gives it back.
+  void discard(command_record& r) noexcept {
+    if (r.what == command_kind::send_vector) {
+      auto& posted = *std::launder(reinterpret_cast<posted_vector*>(r.payload()));
+      budget_.adopt(std::exchange(posted.reserved, 0));
+      posted.~posted_vector();
+    } else if (r.what == command_kind::adopt) {
+      (void)close_socket(std::launder(reinterpret_cast<adopted_socket*>(r.payload()))->socket);
+    }
+  }
+
+  /// A send posted from another thread: its bytes join the queue (coalesced with the sends before
+  /// them), and the queue is flushed once, in the deferred round, for the whole batch. Its result
+  /// has no caller left to see it: a refusal by the per-connection cap (or a lack of memory) is
+  /// reported; a connection whose send side has been shut since drops it, as any close would.
+  template <class Data>
+  void posted_send(connection_type& c, Data&& data) {
+    if (c.closing_ || c.write_shut_requested_) return;
+    if (data.size() > options_.max_send_queue_per_connection - c.queue_.bytes()) {
+      report(make_error_code(errc::send_queue_full), operation::send);
+      return;
+    }
+    try {
+      // Counted when it was posted: the cap does not refuse it now (see allow_over_limit).
+      local_send_budget::allow_over_limit counted(budget_);
+      if (!c.queue_.append(allocator_, budget_, std::forward<Data>(data))) {
+        report(make_error_code(errc::send_queue_full), operation::send);
+        return;
+      }
+    } catch (const std::bad_alloc&) {
+      out_of_memory(c, operation::send);
+      return;
+    }
+    queued(c);
+    if (!c.send_pending) {
+      c.after_callback_ |= connection_type::flush_owed;
+      defer(c);
+    }
+  }
+
+  /// A socket another thread accepted for this one (IOCP).
+  void adopt(adopted_socket& a) {
+    if (stopping_)
+      close_reported(a.socket);
+    else
+      open_connection(a.socket, a.remote);
+  }
+
+  /// An allocation for `c` failed: it closes (reset: what it was to send or receive is lost), and
+  /// the failure is reported when the callback that may be running has returned.
+  std::error_code out_of_memory(connection_type& c, operation where) {
+    const std::error_code e = make_error_code(std::errc::not_enough_memory);
+    if (!c.closing_) c.report_owed_ = static_cast<std::uint8_t>(static_cast<int>(where) + 1);
+    begin_close(c, e, true);
+    return e;
   }
 
   void begin_stop(std::int64_t deadline_ns) {
@@ -1026,8 +1177,9 @@ private:
   bool stopping_ = false;
   std::int64_t stop_deadline_ns_ = 0;
   bool stop_expired_ = false; // the deadline passed and every connection left was aborted
-  std::mutex commands_mutex_;
-  std::vector<loop_command> commands_;
+  command_inbox<allocator_type> inbox_;
+  std::atomic<bool> stop_asked_{false};
+  std::atomic<std::int64_t> stop_deadline_asked_{never_ns};
 };
 
 } // namespace iocp::detail

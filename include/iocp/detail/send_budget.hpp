@@ -22,6 +22,9 @@ public:
     reserved_.fetch_sub(n, std::memory_order_relaxed);
     return false;
   }
+  /// Counts `n` bytes even past the limit: memory that work other than sends needs (a posted
+  /// abort must not be refused because sends filled the cap), which sends then find taken.
+  void add_over_limit(std::size_t n) noexcept { reserved_.fetch_add(n, std::memory_order_relaxed); }
   void release(std::size_t n) noexcept { reserved_.fetch_sub(n, std::memory_order_relaxed); }
   std::size_t reserved() const noexcept { return reserved_.load(std::memory_order_relaxed); }
 
@@ -45,10 +48,27 @@ public:
     if (n <= reserved_ - queued_) return true;
     std::size_t missing = n - (reserved_ - queued_);
     std::size_t want = (missing + chunk - 1) / chunk * chunk;
-    if (want < missing || !shared_.reserve(want)) return false;
+    if (want < missing) return false;
+    if (!shared_.reserve(want)) {
+      if (!over_limit_allowed_) return false;
+      shared_.add_over_limit(want);
+    }
     reserved_ += want;
     return true;
   }
+  /// While it lives, admit() takes what it needs past the limit too: for sends that were counted
+  /// when they were posted (their record in the inbox), and that the queues they join may need a
+  /// little more for (a block opened for a few bytes). Later sends then find the cap taken.
+  class allow_over_limit {
+  public:
+    explicit allow_over_limit(local_send_budget& b) noexcept : b_(b) { b_.over_limit_allowed_ = true; }
+    ~allow_over_limit() { b_.over_limit_allowed_ = false; }
+    allow_over_limit(const allow_over_limit&) = delete;
+    allow_over_limit& operator=(const allow_over_limit&) = delete;
+
+  private:
+    local_send_budget& b_;
+  };
   /// Takes over `n` bytes that another thread reserved from the shared total on this thread's
   /// behalf (a send posted to it); settle() gives back what is not used.
   void adopt(std::size_t n) noexcept { reserved_ += n; }
@@ -73,6 +93,7 @@ private:
   shared_send_budget& shared_;
   std::size_t queued_ = 0;
   std::size_t reserved_ = 0;
+  bool over_limit_allowed_ = false;
 };
 
 } // namespace iocp::detail

@@ -3,13 +3,16 @@
 #pragma once
 
 // The bytes a connection has queued but the kernel has not yet taken. Copied sends are coalesced
-// into blocks from the Allocator policy, so many small messages become one send operation; a moved
-// std::vector is queued as it is, without a copy. Appending to the block a send is in flight from is
-// safe: the kernel only reads the range it was given, and the block never moves.
+// into blocks from the Allocator policy, so many small messages become one send operation; so are
+// small moved std::vectors (copied, up to `copy_limit`), while a larger one is queued as it is,
+// without a copy. Appending to the block a send is in flight from is safe: the kernel only reads
+// the range it was given, and the block never moves.
 //
-// The memory a queue allocates (blocks and moved vectors, not lent receive buffers, which belong to
-// the backend's fixed ring) is counted against a Budget (local_send_budget): an append that the
-// budget refuses returns false and queues nothing.
+// The memory a queue holds (blocks at the size their allocation really takes, moved vectors at
+// their capacity, and the nodes that hold them; not lent receive buffers, which belong to the
+// backend's fixed ring) is counted against a Budget (local_send_budget): an append that the budget
+// refuses returns false and queues nothing. An allocation that throws queues nothing either, and
+// the exception goes to the caller.
 
 #include <algorithm>
 #include <bit>
@@ -21,9 +24,17 @@
 #include <utility>
 #include <vector>
 
+#include "iocp/allocator.hpp"
 #include "iocp/detail/inline.hpp"
 
 namespace iocp::detail {
+
+/// What a queued block or moved vector costs beyond its payload, at most: its node, and rounding up
+/// to a pool class. Posted sends reserve it ahead (command_inbox, basic_iocp_server).
+inline constexpr std::size_t send_block_overhead = 256;
+/// A moved vector up to this size is copied into the coalescing blocks (and freed): many small
+/// ones then go out in one send operation, as copied sends do.
+inline constexpr std::size_t send_vector_copy_limit = 4096;
 
 template <class Allocator, class Budget>
 class send_queue {
@@ -34,8 +45,9 @@ public:
   /// Into an empty queue (the usual case: the last send went out), a block just fits the message,
   /// rounded up to a pool class, so a request-response connection never holds 16 KiB.
   static constexpr std::size_t small_block = 256;
-  /// What a block costs beyond its payload, at most (its header, and rounding up to a pool class).
-  static constexpr std::size_t block_overhead = small_block;
+  static constexpr std::size_t block_overhead = send_block_overhead;
+  static_assert(block_overhead >= small_block);
+  static constexpr std::size_t copy_limit = send_vector_copy_limit;
 
   send_queue() = default;
   send_queue(const send_queue&) = delete;
@@ -57,6 +69,8 @@ public:
       } else {
         capacity = std::max(block_payload, data.size());
       }
+      // The whole allocation is used, and counted: a pool rounds a size up to its class.
+      capacity = allocation_size(alloc, sizeof(node) + capacity) - sizeof(node);
       if (!budget.admit(sizeof(node) + capacity)) return false;
       void* memory = alloc.allocate(sizeof(node) + capacity);
       budget.add(sizeof(node) + capacity);
@@ -73,30 +87,50 @@ public:
 
   [[nodiscard]] bool append(Allocator& alloc, Budget& budget, std::vector<std::byte>&& buffer) {
     if (buffer.empty()) return true;
-    if (!budget.admit(sizeof(owned_node) + buffer.size())) return false;
+    if (buffer.size() <= copy_limit) return append(alloc, budget, std::span<const std::byte>(buffer));
+    const std::size_t cost = owned_cost(alloc, buffer);
+    if (!budget.admit(cost)) return false;
     void* memory = alloc.allocate(sizeof(owned_node));
-    budget.add(sizeof(owned_node) + buffer.size());
+    budget.add(cost);
     owned_node* n = ::new (memory) owned_node{};
     n->buffer = std::move(buffer);
     n->owned = true;
     n->data = n->buffer.data();
-    n->capacity = n->size = n->buffer.size();
+    n->size = n->buffer.size();
+    n->capacity = cost; // what release() gives back to the budget
     bytes_ += n->size;
     link(n);
     return true;
   }
 
-  /// Queues bytes that stay where they are, in a receive buffer lent by the backend; `give_back`
-  /// (see consume and clear) returns buffer `id` once they are sent or dropped.
-  void append_borrowed(Allocator& alloc, std::span<const std::byte> data, std::uint16_t id) {
+  /// What a moved vector holds while queued: its node and its capacity.
+  static std::size_t owned_cost(const Allocator& alloc, const std::vector<std::byte>& buffer) noexcept {
+    return allocation_size(alloc, sizeof(owned_node)) + buffer.capacity();
+  }
+
+  /// Queues bytes that stay where they are, in a receive buffer lent by the backend: `lend(id)`
+  /// lends it (false: it would not, and nothing is queued). `give_back` (see consume and clear)
+  /// returns buffer `id` once the bytes are sent or dropped. The node is allocated before the buffer
+  /// is lent, so an allocation that throws leaves the buffer with the backend.
+  template <class Lend>
+  bool append_borrowed(Allocator& alloc, std::span<const std::byte> data, Lend&& lend) {
     // The echo case (an empty queue, one borrowed buffer) uses the queue's own node: no allocation.
     node* n = head_ ? new_node(alloc) : ::new (&inline_node_) node{};
+    std::uint16_t id;
+    if (!lend(id)) {
+      if (n != &inline_node_) {
+        n->~node();
+        alloc.deallocate(n, sizeof(node));
+      }
+      return false;
+    }
     n->data = const_cast<std::byte*>(data.data());
     n->capacity = n->size = data.size();
     n->borrowed = true;
     n->buffer_id = id;
     bytes_ += n->size;
     link(n);
+    return true;
   }
 
   /// The unsent bytes of the first block: what the next send operation should carry.
@@ -135,7 +169,7 @@ private:
     std::size_t capacity = 0;
     std::size_t size = 0;
     std::size_t offset = 0;
-    bool owned = false;    // an owned_node: a moved std::vector
+    bool owned = false;    // an owned_node: a moved std::vector (capacity: what it costs the budget)
     bool borrowed = false; // a lent receive buffer: nothing to free, buffer_id to give back
     std::uint16_t buffer_id = 0;
   };
@@ -164,7 +198,7 @@ private:
       if (n != &inline_node_) alloc.deallocate(n, sizeof(node));
     } else if (n->owned) {
       auto* o = static_cast<owned_node*>(n);
-      budget.remove(sizeof(owned_node) + o->capacity);
+      budget.remove(o->capacity);
       o->~owned_node();
       alloc.deallocate(o, sizeof(owned_node));
     } else {

@@ -172,12 +172,11 @@ public:
     // Completions found while starting operations (a send that went out at once, a cancellation).
     // Those that these completions start wait for the next round, so one busy connection cannot
     // keep the thread from the others.
-    std::vector<ready_completion> batch;
-    batch.swap(ready_);
-    for (const ready_completion& c : batch)
+    // Two lists taking turns, both keeping their capacity: no allocation once they have grown.
+    delivering_.swap(ready_);
+    for (const ready_completion& c : delivering_)
       deliver(c, sink);
-    batch.clear();
-    if (ready_.empty()) ready_.swap(batch); // keep the capacity
+    delivering_.clear();
   }
 
 private:
@@ -353,6 +352,7 @@ private:
   bool dispatching_ = false;
   epoll_event events_[max_events];
   std::vector<ready_completion> ready_;
+  std::vector<ready_completion> delivering_; // the previous round's ready_, being delivered
   std::vector<io_object*> cancelled_;
 };
 

@@ -183,12 +183,11 @@ public:
     }
     // Operations that failed to start, found while starting them. Those that these reports start
     // wait for the next round.
-    std::vector<ready_completion> batch;
-    batch.swap(ready_);
-    for (const ready_completion& c : batch)
+    // Two lists taking turns, both keeping their capacity: no allocation once they have grown.
+    delivering_.swap(ready_);
+    for (const ready_completion& c : delivering_)
       deliver(*c.op, c.result, sink);
-    batch.clear();
-    if (ready_.empty()) ready_.swap(batch); // keep the capacity
+    delivering_.clear();
   }
 
 private:
@@ -311,6 +310,7 @@ private:
   LPFN_GETACCEPTEXSOCKADDRS get_sockaddrs_ = nullptr;
   OVERLAPPED_ENTRY entries_[max_entries];
   std::vector<ready_completion> ready_;
+  std::vector<ready_completion> delivering_; // the previous round's ready_, being delivered
 };
 
 } // namespace iocp::detail
