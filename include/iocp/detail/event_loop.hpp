@@ -148,11 +148,9 @@ public:
     if (!uring_ || !c.callback_depth_ || !c.queue_.empty() || c.closing_ || c.write_shut_requested_ ||
         data.size() > lent_send_limit_)
       return false;
-    // The queue is empty: its own node holds the buffer, nothing is allocated.
-    if (!c.queue_.append_borrowed(allocator_, data, [&](std::uint16_t& id) noexcept {
-          return uring_->lend(data.data(), data.size(), id);
-        }))
-      return false;
+    std::uint16_t lent_buffer;
+    if (!uring_->lend(data.data(), data.size(), lent_buffer)) return false;
+    c.queue_.append_lent_to_empty(data, lent_buffer); // its own node: nothing is allocated
     c.after_callback_ |= connection_type::flush_owed; // started when the callback returns (invoke)
     return true;
 #endif

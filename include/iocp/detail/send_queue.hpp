@@ -108,6 +108,18 @@ public:
     return allocation_size(alloc, sizeof(owned_node)) + buffer.capacity();
   }
 
+  /// The echo's case: into an empty queue, bytes of receive buffer `id`, already lent, held by the
+  /// queue's own node (nothing is allocated). See append_borrowed.
+  IOCP_ALWAYS_INLINE void append_lent_to_empty(std::span<const std::byte> data, std::uint16_t id) noexcept {
+    node* n = ::new (&inline_node_) node{};
+    n->data = const_cast<std::byte*>(data.data());
+    n->capacity = n->size = data.size();
+    n->borrowed = true;
+    n->buffer_id = id;
+    bytes_ = n->size;
+    head_ = tail_ = n;
+  }
+
   /// Queues bytes that stay where they are, in a receive buffer lent by the backend: `lend(id)`
   /// lends it (false: it would not, and nothing is queued). `give_back` (see consume and clear)
   /// returns buffer `id` once the bytes are sent or dropped. The node is allocated before the buffer

@@ -182,21 +182,22 @@ public:
   /// Calls f(const io_uring_cqe&) for every completion ready now, but at most `limit` of them (the
   /// ones that f's own work adds could otherwise keep the caller here for ever); returns how many.
   template <class F>
-  unsigned for_each_completion(F&& f, unsigned limit = ~0u) {
-    unsigned count = 0;
-    std::uint32_t head = *cq_head_;
-    while (count < limit) {
+  IOCP_ALWAYS_INLINE unsigned for_each_completion(F&& f, unsigned limit = ~0u) {
+    const std::uint32_t first = *cq_head_;
+    std::uint32_t head = first;
+    for (;;) {
       std::uint32_t tail = std::atomic_ref(*cq_tail_).load(std::memory_order_acquire);
+      // The limit bounds this batch's end, so the per-completion loop has one test only.
+      if (tail - first > limit) tail = first + limit;
       if (head == tail) break;
-      while (head != tail && count < limit) {
+      while (head != tail) {
         io_uring_cqe cqe = cqes_[head & cq_mask_]; // copied: the slot is the kernel's once released
         ++head;
         std::atomic_ref(*cq_head_).store(head, std::memory_order_release);
-        ++count;
         f(cqe);
       }
     }
-    return count;
+    return head - first;
   }
 
   void close() noexcept {
