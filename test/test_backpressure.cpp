@@ -347,36 +347,63 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(idle_connections_are_reset_and_active_ones_kept, C
   auto options = Config::options();
   options.idle_timeout = 300ms;
   server_of<Config, plain_echo> server(options, plain_echo{{&record}});
-  socket_fd idle = connect_local(server.local_endpoint().port());
-  socket_fd busy = connect_local(server.local_endpoint().port());
-  // By the clients' ports: with a thread pool the two are announced in either order.
-  const iocp::connection_id idle_id = wait_for_connection(record, idle.get());
-  const iocp::connection_id busy_id = wait_for_connection(record, busy.get());
-  BOOST_TEST_REQUIRE(static_cast<bool>(idle_id));
-  BOOST_TEST_REQUIRE(static_cast<bool>(busy_id));
-  BOOST_TEST_REQUIRE(record.connected_count() == 2u);
-  // The busy client talks every 20 ms; the idle one says nothing. For at least four idle timeouts,
-  // and on until the idle one has been reset (at most 20 s), so that the busy one is still talking
-  // when it is checked.
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    send_all(busy.get(), "ping");
-    BOOST_TEST_REQUIRE(recv_exact(busy.get(), 4).size() == 4u);
-    const auto elapsed = std::chrono::steady_clock::now() - start;
-    if ((elapsed >= 1200ms && record.reason(idle_id)) || elapsed >= 20s) break;
-    std::this_thread::sleep_for(20ms);
-  }
-  BOOST_TEST((record.reason(idle_id) == std::optional<std::error_code>(iocp::errc::idle_timeout)));
-  BOOST_TEST(!record.reason(busy_id).has_value()); // the busy one is still open
-  BOOST_TEST(record.disconnected_count() == 1u);
-  int end = read_until_closed(idle.get());
+  // Each attempt: an idle client and a busy one that talks every 20 ms. Should the machine keep this
+  // thread from talking for as long as the idle timeout, the busy connection was idle after all, and
+  // its reset would be right: that attempt cannot tell, and a new pair of clients tries again.
+  bool decided = false;
+  for (int attempt = 1; attempt <= 3 && !decided; ++attempt) {
+    BOOST_TEST_CONTEXT("attempt " << attempt) {
+      socket_fd idle = connect_local(server.local_endpoint().port());
+      socket_fd busy = connect_local(server.local_endpoint().port());
+      // By the clients' ports: with a thread pool the two are announced in either order.
+      const iocp::connection_id idle_id = wait_for_connection(record, idle.get());
+      const iocp::connection_id busy_id = wait_for_connection(record, busy.get());
+      BOOST_TEST_REQUIRE(static_cast<bool>(idle_id));
+      BOOST_TEST_REQUIRE(static_cast<bool>(busy_id));
+      // For at least four idle timeouts, and on until the idle one has been reset (at most 20 s), so
+      // that the busy one is still talking when it is checked.
+      const auto start = std::chrono::steady_clock::now();
+      auto last_echo = start;
+      std::chrono::steady_clock::duration longest_silence{};
+      bool busy_failed = false;
+      for (;;) {
+        longest_silence = std::max(longest_silence, std::chrono::steady_clock::now() - last_echo);
+        try {
+          send_all(busy.get(), "ping");
+          busy_failed = recv_exact(busy.get(), 4).size() != 4u;
+        } catch (const std::exception& e) {
+          BOOST_TEST_MESSAGE("the busy client failed: " << e.what());
+          busy_failed = true;
+        }
+        if (busy_failed) break;
+        last_echo = std::chrono::steady_clock::now();
+        const auto elapsed = last_echo - start;
+        if ((elapsed >= 1200ms && record.reason(idle_id)) || elapsed >= 20s) break;
+        std::this_thread::sleep_for(20ms);
+      }
+      const auto silence_ms = std::chrono::duration_cast<std::chrono::milliseconds>(longest_silence).count();
+      BOOST_TEST_MESSAGE("the busy client was silent for " << silence_ms << " ms at most");
+      BOOST_TEST(wait_until([&] { return record.reason(idle_id).has_value(); }));
+      BOOST_TEST((record.reason(idle_id) == std::optional<std::error_code>(iocp::errc::idle_timeout)));
+      int end = read_until_closed(idle.get());
 #if defined(_WIN32)
-  // Under Wine a reset that arrived before the read may read as the end of the stream; the reason
-  // given to on_disconnected above is what this case is about.
-  BOOST_TEST((end == ECONNRESET || end == 0));
+      // Under Wine a reset that arrived before the read may read as the end of the stream; the
+      // reason given to on_disconnected above is what this case is about.
+      BOOST_TEST((end == ECONNRESET || end == 0));
 #else
-  BOOST_TEST(end == ECONNRESET); // the idle client sees a reset
+      BOOST_TEST(end == ECONNRESET); // the idle client sees a reset
 #endif
+      if (longest_silence >= options.idle_timeout) {
+        BOOST_TEST_MESSAGE("a busy machine kept the busy client silent for "
+                           << silence_ms << " ms: this attempt cannot tell");
+        continue;
+      }
+      decided = true;
+      BOOST_TEST(!busy_failed);
+      BOOST_TEST(!record.reason(busy_id).has_value()); // the busy one is still open
+    }
+  }
+  BOOST_TEST(decided, "in every attempt the machine kept the busy client silent for an idle timeout");
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(stop_without_argument_uses_the_stop_timeout_option, Config, backend_configs) {
