@@ -1027,34 +1027,52 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stop_with_idle_clients_that_close_on_eof_is_gracef
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(stop_resets_a_client_that_ignores_the_fin, Config, backend_configs) {
-  event_record record;
-  server_of<Config, echo_handler> server(Config::options(), echo_handler{{&record}});
-  std::uint16_t port = server.local_endpoint().port();
-  socket_fd stubborn = connect_local(port);
-  iocp::connection_id stubborn_id = wait_connected(record, 1, stubborn);
-  auto polite_socket = std::make_shared<socket_fd>(connect_local(port));
-  iocp::connection_id polite_id = wait_connected(record, 2, *polite_socket);
-  auto polite = std::async(std::launch::async, [s = polite_socket] {
-    int end = read_until_closed(s->get());
-    s->reset();
-    return end;
-  });
+  // The polite client closes as soon as it reads the FIN, and must do so within the stop's 200 ms:
+  // should the machine keep it from running that long, the server is right to reset it too, and
+  // that attempt cannot tell; a fresh server tries again.
+  bool decided = false;
+  for (int attempt = 1; attempt <= 3 && !decided; ++attempt) {
+    BOOST_TEST_CONTEXT("attempt " << attempt) {
+      event_record record;
+      server_of<Config, echo_handler> server(Config::options(), echo_handler{{&record}});
+      std::uint16_t port = server.local_endpoint().port();
+      socket_fd stubborn = connect_local(port);
+      iocp::connection_id stubborn_id = wait_connected(record, 1, stubborn);
+      auto polite_socket = std::make_shared<socket_fd>(connect_local(port));
+      iocp::connection_id polite_id = wait_connected(record, 2, *polite_socket);
+      auto polite = std::async(std::launch::async, [s = polite_socket] {
+        int end = read_until_closed(s->get());
+        s->reset();
+        return std::pair{end, clock_type::now()};
+      });
 
-  auto t0 = clock_type::now();
-  std::error_code e = server.stop(200ms);
-  auto took = clock_type::now() - t0;
-  BOOST_TEST(!e, describe(e));
-  BOOST_TEST(took >= 200ms);
-  BOOST_TEST(took < 5s);
-  BOOST_TEST(polite.get() == 0);
-  CHECK_CODE(wait_reason(record, stubborn_id), iocp::errc::stop_timeout);
-  std::error_code polite_reason = wait_reason(record, polite_id);
-  BOOST_TEST(!polite_reason, describe(polite_reason));
-  int end = read_until_closed(stubborn.get());
-  BOOST_TEST(end == 0, errno_name(end)); // the FIN came first
-  BOOST_TEST(saw_reset(stubborn.get()), "TCP state " << tcp_state(stubborn.get()));
-  BOOST_TEST(record.server_closed == 1);
-  check_balanced(record);
+      auto t0 = clock_type::now();
+      std::error_code e = server.stop(200ms);
+      auto took = clock_type::now() - t0;
+      BOOST_TEST(!e, describe(e));
+      BOOST_TEST(took >= 200ms);
+      BOOST_TEST(took < 5s);
+      const auto [polite_end, polite_closed] = polite.get();
+      CHECK_CODE(wait_reason(record, stubborn_id), iocp::errc::stop_timeout);
+      int end = read_until_closed(stubborn.get());
+      BOOST_TEST(end == 0, errno_name(end)); // the FIN came first
+      BOOST_TEST(saw_reset(stubborn.get()), "TCP state " << tcp_state(stubborn.get()));
+      BOOST_TEST(record.server_closed == 1);
+      check_balanced(record);
+      if (polite_closed - t0 >= 200ms) {
+        BOOST_TEST_MESSAGE(
+            "the polite client closed "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(polite_closed - t0).count()
+            << " ms after the stop began: this attempt cannot tell");
+        continue;
+      }
+      decided = true;
+      BOOST_TEST(polite_end == 0, errno_name(polite_end));
+      std::error_code polite_reason = wait_reason(record, polite_id);
+      BOOST_TEST(!polite_reason, describe(polite_reason));
+    }
+  }
+  BOOST_TEST(decided, "in every attempt the machine kept the polite client from closing in time");
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(stop_closes_half_open_connections_at_once, Config, backend_configs) {
