@@ -22,7 +22,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <map>
@@ -35,28 +34,12 @@
 
 #include "support/client.hpp"
 #include "support/configs.hpp"
+#include "support/listen_drops.hpp"
 
 using namespace test_support;
 using namespace std::chrono_literals;
 
 namespace {
-
-/// The kernel's count of connections dropped because a listen queue was full (TcpExt
-/// ListenDrops, which includes ListenOverflows). A client may count such a connection as made (its
-/// handshake completed) and then reset it before a retransmitted ACK gets it queued: no server can
-/// see it. Tests that count connections allow for the drops that happened while they ran.
-long listen_drops() {
-  std::ifstream in("/proc/net/netstat");
-  std::string names, values;
-  while (std::getline(in, names) && std::getline(in, values)) {
-    if (names.rfind("TcpExt:", 0) != 0) continue;
-    std::istringstream n(names), v(values);
-    std::string name, value;
-    while (n >> name && v >> value)
-      if (name == "ListenDrops") return std::stol(value);
-  }
-  return 0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // What the server saw (shared with the test's thread; no Boost.Test assertion on I/O threads).

@@ -332,6 +332,7 @@ void run_faults(fault_site site, const fault_rule& rule, bool nth) {
   const site_effect effect = effect_of(site, backend);
   const std::error_code error = reported(rule.error);
   constexpr int bystander_count = 3, client_threads = 3, per_thread = 25;
+  constexpr std::size_t bystander_message = 16;
   iocp::testing::clear_faults();
   const long descriptors_before = open_descriptors();
   observations seen;
@@ -339,8 +340,24 @@ void run_faults(fault_site site, const fault_rule& rule, bool nth) {
     server_of<Config, fault_handler> server(Config::options(), fault_handler{&seen});
     const std::uint16_t port = server.local_endpoint().port();
     bystanders idle(port, bystander_count);
-    BOOST_TEST(idle.all_echo(16, 1));
+    BOOST_TEST(idle.all_echo(bystander_message, 1));
     BOOST_REQUIRE(wait_until([&] { return seen.connected_count() == bystander_count; }));
+    // A rule counts the calls made after inject_fault(), so before it is set the server must be
+    // done with every call the bystanders caused: else the n-th call, or one of the random
+    // decisions, may fall on a bystander and close it. An echo reaches the client before the
+    // server has seen its send complete where the kernel reports the completion later (io_uring,
+    // IOCP: the 'send' site is consulted at the completion), and bytes_sent counts there (epoll:
+    // just after the send).
+    BOOST_REQUIRE(wait_until([&] {
+      return server.statistics().bytes_sent == std::uint64_t{bystander_count} * bystander_message;
+    }));
+    if constexpr (backend == iocp::backend::iocp) {
+      // IOCP also posts each bystander's next WSARecv (the 'receive_start' site) after the echo's
+      // WSASend: the first receive and that one, per bystander.
+      BOOST_REQUIRE(wait_until([&] {
+        return iocp::testing::fault_calls(fault_site::receive_start) >= std::uint64_t{2} * bystander_count;
+      }));
+    }
 
     iocp::testing::inject_fault(site, rule);
     std::vector<conversation> results = run_clients(port, client_threads, per_thread, nth ? 11 : 12);
@@ -399,12 +416,21 @@ void run_faults(fault_site site, const fault_rule& rule, bool nth) {
     BOOST_TEST(static_cast<std::uint64_t>(dropped) <= injected);
     BOOST_TEST(static_cast<std::uint64_t>(closed_with_error) <= injected);
 
-    // Reported as the site's failures are, and nothing else.
-    int as_operation = effect.reported_as ? seen.errors_matching(error, *effect.reported_as) : 0;
-    int on_listener = effect.listener_too ? seen.errors_matching(error, iocp::operation::accept) : 0;
+    // Reported as the site's failures are, and nothing else. An I/O thread reports a failure just
+    // after the rule decided it (on_server_error): the last ones may still be on their way.
+    if (effect.reported_as)
+      BOOST_TEST(wait_until([&] {
+        return static_cast<std::uint64_t>(seen.errors_matching(error, *effect.reported_as)) >= injected;
+      }));
+    int as_operation = 0, on_listener = 0;
     {
       std::lock_guard l(seen.mutex);
-      BOOST_TEST(seen.server_errors.size() == static_cast<std::size_t>(as_operation + on_listener));
+      for (auto& [e, op] : seen.server_errors) {
+        as_operation += effect.reported_as && e == error && op == *effect.reported_as;
+        on_listener += effect.listener_too && e == error && op == iocp::operation::accept;
+      }
+      BOOST_TEST(seen.server_errors.size() == static_cast<std::size_t>(as_operation + on_listener),
+                 "server errors: " << seen.server_errors.size());
     }
     if (effect.reported_as) BOOST_TEST(static_cast<std::uint64_t>(as_operation) == injected);
     if (site == fault_site::shutdown) BOOST_TEST(static_cast<std::uint64_t>(closed_with_error) == injected);

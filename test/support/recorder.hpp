@@ -6,11 +6,15 @@
 // wait for an event and check the invariants (one on_disconnected per on_connected).
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <vector>
 
+#include "client.hpp"
 #include "iocp/iocp.hpp"
 
 namespace test_support {
@@ -38,9 +42,20 @@ struct event_record {
     std::lock_guard l(mutex);
     return disconnected.size();
   }
+  /// The newest connection announced. Only for a test that waited for it to be announced and
+  /// makes no other: with several clients, connections are announced in any order (one I/O thread
+  /// may get to its accept before another); find them by port instead (id_of).
   iocp::connection_id last_connected() {
     std::lock_guard l(mutex);
     return connected.empty() ? iocp::connection_id{} : connected.back();
+  }
+  /// The connection announced for the client whose own local port is `client_port` (the remote
+  /// end of connection_info), if it was announced: the newest such, should a port come back.
+  std::optional<iocp::connection_id> id_for_port(std::uint16_t client_port) {
+    std::lock_guard l(mutex);
+    for (std::size_t i = infos.size(); i-- > 0;)
+      if (infos[i].remote.port() == client_port) return connected[i];
+    return std::nullopt;
   }
   std::optional<std::error_code> reason(iocp::connection_id id) {
     std::lock_guard l(mutex);
@@ -49,6 +64,17 @@ struct event_record {
     return it->second;
   }
 };
+
+/// Waits until the server has announced the connection of client socket `s` (found by the client's
+/// port, whatever the order of announcements) and returns its id; an empty id if it was not
+/// announced within `timeout`.
+inline iocp::connection_id wait_for_connection(event_record& record, native_socket s,
+                                               std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const std::uint16_t port = local_port_of(s);
+  std::optional<iocp::connection_id> id;
+  wait_until([&] { return (id = record.id_for_port(port)).has_value(); }, timeout);
+  return id.value_or(iocp::connection_id{});
+}
 
 /// Records every event into `*record`; derive from it and add behaviour (call the base first).
 struct recording_handler {
