@@ -901,7 +901,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stale_ids_are_rejected_and_never_reach_a_new_conne
   BOOST_REQUIRE(record.connected_count() == before);
   for (int i = 0; i < 5; ++i) {
     socket_fd s = connect_local(port);
-    iocp::connection_id id = wait_connected(record, before + static_cast<std::size_t>(i) + 1);
+    iocp::connection_id id = wait_connected(record, before + static_cast<std::size_t>(i) + 1, s);
     std::vector<iocp::connection_id> earlier;
     {
       std::lock_guard l(record.mutex);
