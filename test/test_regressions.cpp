@@ -9,7 +9,8 @@
 // - a connection that is only sent to, by a handler without on_sent, is not idle while its sends
 //   make progress (epoll reset it);
 // - stop() called from on_server_closed returns (it deadlocked);
-// - an empty send is no operation (io_uring sent 0 bytes, reported on_sent(0) and held a buffer).
+// - an empty send is no operation (io_uring sent 0 bytes, reported on_sent(0) and held a buffer);
+// - a long callback does not make another connection idle (its data was stamped with a stale clock).
 #define BOOST_TEST_MODULE regressions
 #include "boost_test.hpp"
 
@@ -539,4 +540,90 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(an_empty_send_is_no_operation, Config, backend_con
   BOOST_TEST(server.statistics().bytes_sent == 150u);
   BOOST_TEST(sent_calls >= 1);
   BOOST_TEST(server.send(id, std::span<const std::byte>()) == iocp::errc::unknown_connection);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A long callback of one connection does not make another, active one look idle: what a round
+// brings is stamped with the time its wait returned, and the idle sweep uses that time (the loop
+// stamped with the previous round's clock, so a connection whose data came in right after another's
+// 450 ms callback was reset at once).
+
+namespace {
+
+/// Echoes; "slow" holds the thread for 450 ms first.
+struct slow_echo : recording_handler {
+  void on_received(auto& conn, std::span<const std::byte> data) {
+    if (std::string_view(reinterpret_cast<const char*>(data.data()), data.size()) == "slow")
+      std::this_thread::sleep_for(450ms);
+    conn.send(data);
+  }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_long_callback_does_not_make_other_connections_idle, Config,
+                              single_thread_configs) {
+  auto options = Config::options();
+  options.idle_timeout = 300ms;
+  // The pinger talks every 20 ms; if this machine keeps it silent for the idle timeout itself, the
+  // attempt cannot tell, and another is made.
+  bool decided = false;
+  for (int attempt = 0; attempt < 3 && !decided; ++attempt) {
+    event_record record;
+    server_of<Config, slow_echo> server(options, slow_echo{{&record}});
+    const std::uint16_t port = server.local_endpoint().port();
+    socket_fd pinger = connect_local(port);
+    const iocp::connection_id pinger_id = wait_for_connection(record, pinger.get());
+    BOOST_REQUIRE(static_cast<bool>(pinger_id));
+    socket_fd sleeper = connect_local(port);
+    std::atomic<bool> done{false};
+    std::string slow_failure;
+    std::thread slow([&] {
+      try {
+        for (int i = 0; i < 4 && !done; ++i) { // each holds the thread longer than the idle timeout
+          send_all(sleeper.get(), "slow");
+          (void)recv_exact(sleeper.get(), 4);
+        }
+      } catch (const std::exception& e) {
+        slow_failure = e.what();
+      }
+      done = true;
+    });
+    auto last = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration longest_silence{};
+    bool reset = false;
+    while (!done && !reset) {
+      try {
+        send_all(pinger.get(), "p");
+        (void)recv_exact(pinger.get(), 1);
+      } catch (const std::exception&) {
+        reset = true;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      longest_silence = std::max(longest_silence, now - last);
+      last = now;
+      std::this_thread::sleep_for(20ms);
+    }
+    done = true;
+    slow.join();
+    // Each ping waits out a 450 ms callback at most: its own silence between two pings can reach
+    // that, but the server sees the ping the moment the callback ends.
+    if (reset && longest_silence >= 2 * options.idle_timeout + 450ms) {
+      BOOST_TEST_MESSAGE("the pinger was silent for too long: this attempt cannot tell");
+      continue;
+    }
+    decided = true;
+    BOOST_TEST(slow_failure.empty(), "the slow client failed: " << slow_failure);
+    {
+      std::lock_guard l(record.mutex);
+      for (auto& [id, reason] : record.disconnected)
+        BOOST_TEST_MESSAGE("closed " << id.value() << ": " << reason.message());
+    }
+    BOOST_TEST(!reset, "an active connection was reset as idle");
+    BOOST_TEST(!record.reason(pinger_id).has_value());
+    // Quiet now: the idle timeout still resets it.
+    BOOST_TEST(wait_until([&] { return record.reason(pinger_id).has_value(); }, 10s));
+    BOOST_TEST((record.reason(pinger_id) == std::optional<std::error_code>(iocp::errc::idle_timeout)));
+  }
+  BOOST_TEST(decided);
 }

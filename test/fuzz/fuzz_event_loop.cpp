@@ -450,10 +450,12 @@ public:
     check(timeout_ns >= -1, "a negative wait other than -1");
     check_deadlines(timeout_ns);
     check(++w_.rounds < 2'000'000, "the loop went round too often");
+    sink.begin_round(); // the wait returns: what follows comes in at the fake clock's time
     if (w_.in.remaining_bytes() == 0)
       drain(timeout_ns, sink);
     else
       event(timeout_ns, sink);
+    sink.begin_round(); // time may have passed (a round of waiting only): the timers see it
     if constexpr (Readiness) deliver_ready(sink);
   }
 

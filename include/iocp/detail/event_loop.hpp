@@ -355,6 +355,13 @@ public:
     if (stop) begin_stop(stop_deadline_asked_.load(std::memory_order_relaxed));
   }
 
+  /// The backend's wait has returned, and the completions it brought are next: the loop's clock for
+  /// idle_timeout is read now, once per round, so that what they bring is stamped with the time it
+  /// was seen, however long the round's callbacks then take (a stale stamp reset busy connections).
+  IOCP_ALWAYS_INLINE void begin_round() noexcept {
+    if (idle_timeout_ns_) now_ns_ = monotonic_ns();
+  }
+
   /// The backend could not wait or submit (e.g. a seccomp profile that refuses io_uring_enter
   /// after setup was allowed). Reported, and paced, so that a lasting failure cannot spin a core.
   void on_backend_error(std::error_code e) {
@@ -1092,13 +1099,14 @@ private:
   }
 
   void run_timers() {
+    const std::int64_t now = monotonic_ns();
     if (idle_timeout_ns_) {
-      // The loop's clock for idle_timeout, read once per round rather than once per message.
-      now_ns_ = monotonic_ns();
+      note_round(now);
+      // The sweep uses the round's clock (begin_round): a connection whose data this round
+      // brought, however late in the round, is not idle.
       if (now_ns_ >= next_idle_sweep_ns_) close_idle_connections();
     }
     if (!linger_head_ && backed_off_.empty() && !stopping_) return;
-    const std::int64_t now = monotonic_ns();
     while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
       connection_type& c = *linger_head_;
       // The period runs from our FIN, but a slow reader may still be taking the data before it.
@@ -1132,8 +1140,30 @@ private:
     next_idle_sweep_ns_ = later_ns(now_ns_, interval);
     const std::int64_t limit = later_ns(idle_timeout_ns_, interval);
     for (connection_type* c = live_; c; c = c->next_)
-      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit)
+      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit &&
+          now_ns_ - active_until(c->last_active_ns_) > limit)
         abort(*c, make_error_code(errc::idle_timeout));
+  }
+
+  // Activity is stamped with the time its round began (now_ns_), but a round whose callbacks take
+  // long (a handler that blocks, a thread the machine starves) has activity until it ends: the
+  // rounds that lasted more than half a sweep interval are remembered with their ends, for as long
+  // as a stamp of theirs could matter, so that the sweep counts such a connection idle from the end
+  // of the round. (Shorter rounds are within the sweep's own slack of one interval.)
+  struct long_round {
+    std::int64_t start_ns = -1;
+    std::int64_t end_ns = -1;
+  };
+  static constexpr std::size_t long_rounds_kept = 32; // (timeout + interval) / (interval / 2) = 22
+  void note_round(std::int64_t end_ns) noexcept {
+    if (end_ns - now_ns_ <= idle_sweep_interval_ns() / 2) return;
+    long_rounds_[long_round_next_++ % long_rounds_kept] = {now_ns_, end_ns};
+  }
+  /// Until when a connection stamped `stamp` may have been active.
+  std::int64_t active_until(std::int64_t stamp) const noexcept {
+    for (const long_round& r : long_rounds_)
+      if (r.start_ns == stamp) return r.end_ns;
+    return stamp;
   }
   std::int64_t idle_sweep_interval_ns() const noexcept {
     return (std::max)(idle_timeout_ns_ / 10, std::int64_t{1'000'000});
@@ -1153,6 +1183,8 @@ private:
   const std::int64_t idle_timeout_ns_ = timeout_ns(options_.idle_timeout);
   const std::int64_t linger_timeout_ns_ = timeout_ns(options_.linger_timeout);
   std::int64_t now_ns_ = idle_timeout_ns_ ? monotonic_ns() : 0;
+  long_round long_rounds_[long_rounds_kept];
+  std::size_t long_round_next_ = 0;
   std::int64_t next_idle_sweep_ns_ = later_ns(now_ns_, idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
 #if defined(IOCP_HAS_IOCP)
   std::optional<iocp_backend> iocp_;

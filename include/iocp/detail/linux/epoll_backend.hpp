@@ -164,6 +164,7 @@ public:
     int n = call_unless_fault(testing::fault_site::wait,
                               [&] { return ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms); });
     if (n < 0 && errno != EINTR) sink.on_backend_error(last_error());
+    sink.begin_round();
     dispatching_ = true;
     for (int i = 0; i < n; ++i)
       dispatch(events_[i], sink);

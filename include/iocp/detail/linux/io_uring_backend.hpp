@@ -197,6 +197,7 @@ public:
     const bool reported = starved_head_ && rearm_starved(sink);
     const bool wait = timeout_ns != 0 && !starved_head_ && !reported;
     int r = submit(wait ? 1 : 0, wait ? timeout_ns : 0);
+    sink.begin_round();
     const unsigned reaped = ring_.for_each_completion([&](const io_uring_cqe& cqe) { dispatch(cqe, sink); },
                                                       ring_.completion_entries());
     if (int e = std::exchange(deferred_submit_error_, 0)) sink.on_backend_error(errno_code(e));

@@ -167,6 +167,7 @@ public:
       count = 0;
       if (e != WAIT_TIMEOUT) sink.on_backend_error(errno_code(static_cast<int>(e)));
     }
+    sink.begin_round();
     for (ULONG i = 0; i < count; ++i) {
       const OVERLAPPED_ENTRY& entry = entries_[i];
       if (!entry.lpOverlapped) {
