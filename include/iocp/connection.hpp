@@ -119,7 +119,7 @@ private:
   connection* linger_prev_ = nullptr;
   connection* linger_next_ = nullptr;
   std::int64_t linger_deadline_ns_ = 0;
-  long linger_unacked_ = -1;        // bytes the peer had not acknowledged when the last period began
+  std::size_t linger_pending_ = 0;  // bytes queued or unacknowledged when the last period began
   std::int64_t last_active_ns_ = 0; // the loop's clock when data last came in or went out (idle_timeout)
   // What arrived while receiving was paused, for resume_receiving() to deliver.
   detail::held_input* held_ = nullptr;

@@ -66,7 +66,10 @@ struct server_options {
   bool reuse_address = true;
   /// On an IPv6 listener, refuse IPv4-mapped clients (IPV6_V6ONLY).
   bool v6_only = false;
-  /// After a graceful close has sent its FIN, how long to wait for the peer's before resetting.
+  /// A graceful close (disconnect(), and stop()'s) has this long, from when it was asked, to send
+  /// what is queued and our FIN and to get the peer's; then the connection is reset
+  /// (errc::linger_timeout). A peer still taking data gets another period each time it took some in
+  /// the last one; one that takes nothing for a period is reset with what is still queued for it.
   /// Here and in the other timeouts, std::chrono::milliseconds::max() (or anything too long for the
   /// clock to count) means for ever.
   std::chrono::milliseconds linger_timeout{5000};

@@ -225,12 +225,18 @@ public:
     return {};
   }
 
+  /// The graceful close's deadline runs from now (linger_timeout): a peer that never reads cannot
+  /// keep the connection, and its queue, for ever.
   std::error_code disconnect(connection_type& c) {
     if (c.closing_) return make_error_code(errc::connection_closing);
     c.disconnect_requested_ = c.write_shut_requested_ = true;
     stop_reading(c);
     flush(c);
     check_finished(c);
+    if (!c.closing_ && !c.lingering_) {
+      c.linger_pending_ = close_pending_bytes(c);
+      start_linger(c);
+    }
     return {};
   }
 
@@ -498,12 +504,13 @@ private:
   }
 
   /// The high-water mark was crossed a while ago: tell the handler, unless the queue has since
-  /// drained to the low mark (then neither callback runs: low without high would be a lie, and
-  /// high with nothing left to send would never be followed by low).
+  /// fallen back to the mark (then no callback runs, and the next crossing counts anew: low after a
+  /// high that was never reported would be a lie, and a high with nothing left above the mark might
+  /// never be followed by a low).
   void deliver_high_water(connection_type& c) {
     c.after_callback_ &= static_cast<std::uint8_t>(~connection_type::high_water_owed);
     if (c.closing_ || !c.above_high_water_) return;
-    if (c.queue_.bytes() <= options_.send_low_water_mark) {
+    if (c.queue_.bytes() <= options_.send_high_water_mark) {
       c.above_high_water_ = false;
       return;
     }
@@ -861,15 +868,18 @@ private:
     }
   }
 
-  /// Closes a connection whose two directions are finished, or starts lingering for the peer's FIN.
+  /// Closes a connection whose two directions are finished. (After disconnect(), the linger period
+  /// it started waits for the peer's FIN.)
   void check_finished(connection_type& c) {
     if (c.closing_ || !c.write_shut_done_) return;
-    if (c.peer_eof_) {
-      begin_close(c, {}, false);
-    } else if (c.disconnect_requested_ && !c.lingering_) {
-      c.linger_unacked_ = unacknowledged_bytes(c.fd);
-      start_linger(c);
-    }
+    if (c.peer_eof_) begin_close(c, {}, false);
+  }
+
+  /// What a graceful close still has to get to the peer: bytes queued here, and bytes sent that the
+  /// peer has not acknowledged.
+  std::size_t close_pending_bytes(connection_type& c) noexcept {
+    const long unacked = unacknowledged_bytes(c.fd);
+    return c.queue_.bytes() + (unacked > 0 ? static_cast<std::size_t>(unacked) : 0);
   }
 
   /// (Re)starts the linger period. Every period has the same length, so appending keeps the list
@@ -1109,11 +1119,12 @@ private:
     if (!linger_head_ && backed_off_.empty() && !stopping_) return;
     while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
       connection_type& c = *linger_head_;
-      // The period runs from our FIN, but a slow reader may still be taking the data before it.
+      // The period runs from the disconnect(), but a slow reader may still be taking the data.
       // While it makes progress, it gets another period; a reset now would throw that data away.
-      long unacked = unacknowledged_bytes(c.fd);
-      if (unacked > 0 && c.linger_unacked_ > unacked) {
-        c.linger_unacked_ = unacked;
+      // A peer that took nothing in a whole period is reset, with what is queued for it.
+      const std::size_t pending = close_pending_bytes(c);
+      if (pending < c.linger_pending_) {
+        c.linger_pending_ = pending;
         unlink_linger(c);
         start_linger(c);
         continue;
