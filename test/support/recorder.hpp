@@ -50,7 +50,8 @@ struct event_record {
     return connected.empty() ? iocp::connection_id{} : connected.back();
   }
   /// The connection announced for the client whose own local port is `client_port` (the remote
-  /// end of connection_info), if it was announced: the newest such, should a port come back.
+  /// end of connection_info), if it was announced: the newest such, should a port come back (after
+  /// many connections the kernel gives ports out again: wait for the new one to be counted first).
   std::optional<iocp::connection_id> id_for_port(std::uint16_t client_port) {
     std::lock_guard l(mutex);
     for (std::size_t i = infos.size(); i-- > 0;)
