@@ -212,7 +212,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(allocation_failures_close_only_what_they_hit, Conf
     };
     std::vector<fed_client> feds;
     auto new_fed = [&] {
-      fed_client f{connect_local(port)};
+      fed_client f{connect_local(port), {}, {}};
       const std::uint16_t p = local_port_of(f.socket.get());
       // Its accept may fail for memory: the server closes the socket, and the client sees its end.
       wait_until([&] { return seen.announced(p) || readable_now(f.socket.get()); });
