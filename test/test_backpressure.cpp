@@ -159,6 +159,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(water_marks_are_reported_once_each_way_and_every_b
   // server's send buffer grows to a few MiB at most), so the queue cannot drain to the low mark
   // before the client reads.
   constexpr std::size_t total = 32 << 20;
+  options.max_send_queue_per_connection =
+      2 * total; // queued whole: the per-connection cap is not the subject
   server_of<Config, pusher> server(options, counters.make(record, total));
   socket_fd s = connect_local(server.local_endpoint().port());
   int small = 64 * 1024;

@@ -799,7 +799,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(slow_reader_gets_all_queued_data_despite_short_lin
 BOOST_AUTO_TEST_CASE_TEMPLATE(abort_resets_the_peer, Config, backend_configs) {
   event_record record;
   side_log log;
-  server_of<Config, command_handler> server(Config::options(), command_handler{{&record}, &log});
+  auto options = Config::options();
+  options.max_send_queue_per_connection = 64 << 20; // the 32 MiB send below is queued whole
+  server_of<Config, command_handler> server(options, command_handler{{&record}, &log});
   std::uint16_t port = server.local_endpoint().port();
 
   BOOST_TEST_CONTEXT("conn.abort() in a callback") {

@@ -79,13 +79,17 @@ struct server_options {
   /// When a connection's queued send bytes rise above the high mark, the handler's
   /// on_send_queue_high(conn, queued) runs; when they fall back to the low mark or below,
   /// on_send_queue_low(conn, queued). Pausing and resuming receiving there keeps a connection's
-  /// memory bounded without refusing sends (example/echo_server.cpp does).
-  std::size_t send_high_water_mark = 1 << 20;
-  std::size_t send_low_water_mark = 256 * 1024;
+  /// memory bounded without refusing sends (example/echo_server.cpp does). The defaults are Netty's:
+  /// a connection that keeps 64 KiB queued has what a fast peer needs to be kept busy, and a
+  /// thousand that never read hold about 100 MiB (README, "Memory with the defaults").
+  std::size_t send_high_water_mark = 64 * 1024;
+  std::size_t send_low_water_mark = 32 * 1024;
   /// Hard limits on queued send bytes: a send that would pass either queues nothing and fails with
-  /// errc::send_queue_full. With the defaults, clients that never read cannot exhaust memory.
-  std::size_t max_send_queue_per_connection = std::size_t{64} << 20;
-  std::size_t max_send_queue_total = std::size_t{1} << 30;
+  /// errc::send_queue_full. With the defaults, clients that never read cannot exhaust memory: the
+  /// total bounds what every send queue of the server holds, posted sends included, and no one
+  /// connection can take more than a sixteenth of it.
+  std::size_t max_send_queue_per_connection = std::size_t{16} << 20;
+  std::size_t max_send_queue_total = std::size_t{256} << 20;
   /// A connection that receives nothing and whose sends make no progress for this long is reset
   /// (on_disconnected with errc::idle_timeout). Zero or less: no idle timeout. Checked about every
   /// tenth of the timeout, so a connection may live up to 10% longer.

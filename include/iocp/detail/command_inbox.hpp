@@ -16,10 +16,11 @@
 // inbox accepted is refused there for the cap's sake. Calls other than sends are never refused for
 // the cap (a chunk they need is counted all the same, and takes no sends after them).
 //
-// The inbox itself holds at most `limit` bytes of chunks (a record larger than that only when it is
-// empty): sends past it are refused too. A thread that posts faster than the I/O thread takes the
-// work is told so early, and the memory such a burst leaves behind (freed chunks the allocator keeps
-// for the threads that allocated them, as malloc's per-thread arenas do) stays small beside the cap.
+// The inbox holds at most `limit` bytes of standard chunks (the records of small sends): sends past
+// it are refused too. A thread that posts small sends faster than the I/O thread takes them is told
+// so early, and the memory such a burst leaves behind (freed chunks the allocator keeps for the
+// threads that allocated them, as malloc's per-thread arenas do) stays small beside the cap. A
+// large send's record has a chunk of its own, counted against the cap only.
 //
 // One lock per post, taken for a few dozen instructions and the copy; one wake per batch (the
 // first post into an empty inbox wakes the thread).
@@ -93,22 +94,17 @@ public:
 
   /// Appends a record with `payload_size` bytes that `fill(std::byte*)` (noexcept) writes. A send
   /// (`counted`) is refused past the cap or the inbox's limit: errc::send_queue_full; without
-  /// memory: not_enough_memory. `outside`: memory the record owns beside its chunk (a moved
-  /// vector's), held against the limit too. `wake`: the inbox was empty: wake its thread.
+  /// memory: not_enough_memory. `wake`: the inbox was empty: wake its thread.
   template <class Fill>
   std::error_code push(command_kind what, connection_id id, std::uint8_t how, std::size_t payload_size,
-                       bool counted, std::size_t outside, Fill&& fill, bool& wake) {
+                       bool counted, Fill&& fill, bool& wake) {
     static_assert(std::is_nothrow_invocable_v<Fill&, std::byte*>);
     if (payload_size > UINT32_MAX - alignment) return make_error_code(std::errc::value_too_large);
     const std::size_t need = sizeof(command_record) + round_up(payload_size);
     std::lock_guard lock(mutex_);
-    if (counted && outside && held_ && held_ + outside > limit_)
-      return make_error_code(errc::send_queue_full);
     if (!tail_ || tail_->size - tail_->used < need || (counted && tail_->uncounted)) {
       if (std::error_code e = add_chunk(need, counted)) return e;
     }
-    held_ += outside;
-    tail_->outside += outside;
     auto* record = ::new (reinterpret_cast<std::byte*>(tail_) + tail_->used) command_record{};
     record->payload_size = static_cast<std::uint32_t>(payload_size);
     record->what = what;
@@ -159,7 +155,6 @@ private:
     std::size_t size = 0;     // bytes allocated, this header included
     std::size_t used = 0;     // bytes in use, this header included
     std::size_t reserved = 0; // counted against the send budget for it
-    std::size_t outside = 0;  // what its records own beside it (moved vectors)
     bool uncounted = false;   // allocated past the cap for a call that is not a send: no sends in it
   };
   static constexpr std::size_t round_up(std::size_t n) noexcept {
@@ -172,7 +167,7 @@ private:
   std::error_code add_chunk(std::size_t need, bool counted) {
     std::size_t size =
         need <= chunk_size - header_size ? chunk_size : allocation_size(alloc_, header_size + need);
-    if (counted && held_ && held_ + size > limit_) return make_error_code(errc::send_queue_full);
+    if (counted && size == chunk_size && held_ + size > limit_) return make_error_code(errc::send_queue_full);
     // A large send's record becomes a queue block of about its size: the reservation covers that
     // block's header too, so that taking it over never falls short.
     std::size_t reserve = size + (size > chunk_size ? send_block_overhead : 0);
@@ -196,7 +191,7 @@ private:
         return make_error_code(std::errc::not_enough_memory);
       }
     }
-    held_ += size;
+    if (size == chunk_size) held_ += size;
     ::new (c) chunk{};
     c->size = size;
     c->used = header_size;
@@ -212,7 +207,7 @@ private:
 
   void give_back(chunk* c) noexcept {
     std::lock_guard lock(mutex_);
-    held_ -= c->size + c->outside;
+    if (c->size == chunk_size) held_ -= c->size;
     if (c->size == chunk_size && free_count_ < cached_chunks) {
       c->next = free_;
       free_ = c;
@@ -229,7 +224,7 @@ private:
   chunk* tail_ = nullptr;
   chunk* free_ = nullptr;
   unsigned free_count_ = 0;
-  std::size_t held_ = 0; // bytes of chunks posted into and not given back yet
+  std::size_t held_ = 0; // bytes of standard chunks posted into and not given back yet
   const std::size_t limit_;
   bool has_work_ = false; // records were posted since the last drain: the thread was woken
 };

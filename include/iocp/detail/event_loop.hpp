@@ -104,22 +104,21 @@ public:
   // empty inbox wakes it.
 
   std::error_code post_send(connection_id id, std::span<const std::byte> data) {
-    return post(command_kind::send, id, 0, data.size(), true, 0,
+    return post(command_kind::send, id, 0, data.size(), true,
                 [&](std::byte* to) noexcept { std::memcpy(to, data.data(), data.size()); });
   }
   /// `reserved`: what the caller reserved from the send budget for the vector's memory, which the
   /// record then owns (given back by the loop when the vector's bytes are sent or dropped).
   std::error_code post_vector(connection_id id, std::vector<std::byte>&& data, std::size_t reserved) {
-    return post(command_kind::send_vector, id, 0, sizeof(posted_vector), true, reserved,
-                [&](std::byte* to) noexcept {
-                  ::new (to) posted_vector{std::move(data), reserved};
-                });
+    return post(command_kind::send_vector, id, 0, sizeof(posted_vector), true, [&](std::byte* to) noexcept {
+      ::new (to) posted_vector{std::move(data), reserved};
+    });
   }
   std::error_code post_call(command_kind what, connection_id id, shutdown_type how = shutdown_type::both) {
-    return post(what, id, static_cast<std::uint8_t>(how), 0, false, 0, [](std::byte*) noexcept {});
+    return post(what, id, static_cast<std::uint8_t>(how), 0, false, [](std::byte*) noexcept {});
   }
   std::error_code post_adopt(socket_handle s, const endpoint& remote) {
-    return post(command_kind::adopt, connection_id{}, 0, sizeof(adopted_socket), false, 0,
+    return post(command_kind::adopt, connection_id{}, 0, sizeof(adopted_socket), false,
                 [&](std::byte* to) noexcept {
                   ::new (to) adopted_socket{s, remote};
                 });
@@ -411,11 +410,11 @@ private:
 
   template <class Fill>
   std::error_code post(command_kind what, connection_id id, std::uint8_t how, std::size_t payload,
-                       bool is_send, std::size_t outside, Fill&& fill) {
+                       bool is_send, Fill&& fill) {
     bool wake = false;
     std::error_code e;
     try {
-      e = inbox_.push(what, id, how, payload, is_send, outside, fill, wake);
+      e = inbox_.push(what, id, how, payload, is_send, fill, wake);
     } catch (const std::system_error& failure) { // the inbox's mutex could not be locked
       return failure.code();
     }
