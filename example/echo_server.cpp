@@ -31,7 +31,11 @@ namespace {
 struct echo_handler {
   // Everything received goes straight back; the peer's half-close gets the default treatment
   // (finish sending what is queued, then close our side).
-  void on_received(auto& conn, std::span<const std::byte> data) { conn.send(data); }
+  // A send that fails (the server-wide send-queue cap is reached: more clients are not reading
+  // than memory is set aside for) would leave a gap in the echo: that client is dropped instead.
+  void on_received(auto& conn, std::span<const std::byte> data) {
+    if (conn.send(data)) conn.abort();
+  }
 
   // Backpressure: a client that sends without reading would make its echo queue grow. Above the
   // high-water mark we stop reading from it (TCP flow control then slows it down), and read again

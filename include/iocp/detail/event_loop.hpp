@@ -197,6 +197,10 @@ public:
   void pause_receiving(connection_type& c) {
     if (c.closing_ || c.recv_paused) return;
     c.recv_paused = true;
+    // Until its send queue has drained, a connection the handler had to pause receives one buffer
+    // at a time: a multishot receive takes up to 32 buffers per wake-up, all of which a pause must
+    // then hold (about 100 KiB a connection, a thousand slow readers 100 MiB more).
+    c.recv_single_shot = true;
     if (c.recv_pending) with_backend([&](auto& b) { b.pause_recv(c); });
   }
 
@@ -586,22 +590,27 @@ private:
     allocator_.deallocate(h, sizeof(held_input));
   }
 
-  /// Receiving resumed: what was held goes to the handler, then the receive is armed again.
+  /// Receiving resumed: what was held goes to the handler, then the receive is armed again. In
+  /// pieces of a receive's size: a handler that pauses again (its send queue full once more) keeps
+  /// the rest held, instead of being handed all of it at once to queue.
   void deliver_held(connection_type& conn) {
     if (conn.closing_ || conn.recv_paused || !conn.held_) return;
     ++conn.callback_depth_; // conn stays while its held input is handed over
     held_input* held = std::exchange(conn.held_, nullptr);
-    if (held->size) {
+    std::size_t at = 0;
+    while (at < held->size && !conn.closing_ && !conn.recv_paused) {
+      const std::size_t n = (std::min)(options_.receive_buffer_size, held->size - at);
       conn.last_active_ns_ = now_ns_;
-      deliver(conn, std::span<const std::byte>(held->data, held->size));
+      deliver(conn, std::span<const std::byte>(held->data + at, n));
+      at += n;
     }
-    if (held->eof && !conn.closing_) {
-      if (conn.recv_paused) { // paused again by on_received: the FIN waits for the next resume
-        held->size = 0;
-        conn.held_ = std::exchange(held, nullptr);
-      } else {
-        on_peer_eof(conn);
-      }
+    if (!conn.closing_ && (at < held->size || (held->eof && conn.recv_paused))) {
+      // Paused again: the rest (and the FIN, if it came) waits for the next resume.
+      std::memmove(held->data, held->data + at, held->size - at);
+      held->size -= at;
+      conn.held_ = std::exchange(held, nullptr);
+    } else if (held->eof && !conn.closing_) {
+      on_peer_eof(conn);
     }
     free_held(held);
     --conn.callback_depth_;
@@ -848,8 +857,9 @@ private:
     if (!c.queue_.empty()) {
       std::span<const std::byte> next = c.queue_.front();
       backend.start_send(c, next.data(), next.size());
-    } else if (c.write_shut_requested_ && !c.write_shut_done_) {
-      send_fin(c);
+    } else {
+      c.recv_single_shot = false; // the peer has taken everything: receive at full speed again
+      if (c.write_shut_requested_ && !c.write_shut_done_) send_fin(c);
     }
   }
   IOCP_NOINLINE void flush(connection_type& c) {

@@ -25,6 +25,8 @@ struct io_object {
   bool recv_pause_cancelling = false;
   // io_uring: the receive ran dry of ring buffers and waits, still pending, to be re-armed.
   bool recv_starved = false;
+  // io_uring: arm single-shot receives, not multishot (the loop's choice: a throttled connection).
+  bool recv_single_shot = false;
   // epoll only: the send is waiting for EPOLLOUT, and the interest set registered for fd.
   bool send_waiting = false;
   std::uint32_t registered_events = 0;

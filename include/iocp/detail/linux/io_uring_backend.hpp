@@ -116,7 +116,7 @@ public:
       // len 0: each buffer's own length (multishot receive refuses any other before Linux 6.x).
       sqe->flags = IOSQE_BUFFER_SELECT;
       sqe->buf_group = buffers_.group();
-      if (multishot_) sqe->ioprio = IORING_RECV_MULTISHOT;
+      if (multishot_ && !io.recv_single_shot) sqe->ioprio = IORING_RECV_MULTISHOT;
     } else {
       sqe->addr = reinterpret_cast<std::uint64_t>(io.recv_buffer);
       sqe->len = receive_size_;

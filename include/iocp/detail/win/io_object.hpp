@@ -31,6 +31,8 @@ struct io_object {
   bool cancel_requested = false;
   // The loop paused receiving: a pending receive completes into the loop's hold, none is re-armed.
   bool recv_paused = false;
+  // Receives are single-shot on IOCP anyway (the loop sets this for a throttled connection).
+  bool recv_single_shot = false;
   // The socket is associated with the owning thread's completion port (on its first operation).
   bool associated = false;
   // Where a receive lands: an overlapped receive needs its own buffer until it completes.
