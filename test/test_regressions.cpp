@@ -366,7 +366,12 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(no_callback_runs_inside_a_call_by_id, Config, sing
   paused.socket.reset();
   std::this_thread::sleep_for(100ms); // not a check: lets the reset arrive first
   command(controller, "send " + std::to_string(paused.port));
-  (void)server.abort(log.by_port[paused.port]); // whatever the send found, it ends now
+  iocp::connection_id reset_id;
+  {
+    std::lock_guard l(log.mutex); // the I/O thread writes the map in on_connected
+    reset_id = log.by_port[paused.port];
+  }
+  (void)server.abort(reset_id); // whatever the send found, it ends now
   BOOST_TEST(closed(paused));
 
   // A send by id that crosses the high-water mark of a peer that does not read.
