@@ -5,7 +5,10 @@
 // The Allocator policy: where per-operation memory comes from (connection contexts, send buffers,
 // receive buffers the kernel does not provide, and the records of work posted to an I/O thread).
 // Each I/O thread owns two instances: one only it uses, and one for what other threads post to it,
-// used under that thread's inbox lock; so an allocator needs no locks of its own. Memory must be
+// used under that thread's inbox lock; so an allocator needs no locks of its own. The second is
+// called from whichever thread posts (and frees on the I/O thread), one thread at a time: an
+// allocator bound to one thread (a thread-local arena, a mimalloc heap) must not rely on being
+// called on the thread that constructed it. Memory must be
 // aligned to alignof(std::max_align_t). allocate() may throw std::bad_alloc: the server then closes
 // the connection it was for (or refuses the accept, or the posted call) and reports it.
 //

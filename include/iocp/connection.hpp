@@ -75,7 +75,7 @@ public:
   /// arrives (or after server_options::linger_timeout, with a reset). Incoming data is discarded.
   std::error_code disconnect() { return loop_->disconnect(*this); }
   /// Immediate close with a reset; queued data is discarded.
-  void abort() { loop_->abort(*this, make_error_code(std::errc::connection_aborted)); }
+  void abort() { loop_->abort(*this); }
 
   /// Stops on_received (and on_peer_shutdown) for this connection until resume_receiving(): the
   /// kernel's receive buffer fills and TCP flow control slows the peer down. Bytes the kernel had

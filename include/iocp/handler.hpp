@@ -21,6 +21,12 @@
 // `conn` is an iocp::connection<Server>&; valid only during the call (keep conn.id() instead).
 // Callbacks for one connection never run concurrently; with several I/O threads, callbacks for
 // different connections, and on_server_error, may.
+//
+// No callback runs inside a call the handler makes. A call from a callback (conn.send(), abort(),
+// the server's calls by id) only records what it did: an on_disconnected, an on_send_queue_high or
+// an error report it causes runs after the calling callback has returned, on the same thread, so a
+// handler may iterate its own containers while it aborts their members. on_send_queue_high runs
+// once the callback has returned, and only if the queue is still above the mark then.
 
 #include <concepts>
 #include <cstddef>

@@ -254,7 +254,8 @@ public:
     }
     lock.lock();
     stop_state_ = stop_state::stopped;
-    lock.unlock();
+    // Under the lock: a waiter that sees `stopped` may return and destroy the server (and this
+    // condition variable) as soon as it can take the lock.
     stop_done_.notify_all();
     return {};
   }

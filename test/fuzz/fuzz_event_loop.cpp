@@ -381,6 +381,7 @@ public:
     ready_.push_back({op::send_direct, &io, nullptr, s.fd, bytes});
   }
 
+  void set_lend_limit(std::size_t n) noexcept requires(!Readiness) { lend_limit_ = n; }
   bool lend(const std::byte* data, std::size_t size, std::uint16_t& id) noexcept requires(!Readiness) {
     const auto offset =
         reinterpret_cast<std::uintptr_t>(data) - reinterpret_cast<std::uintptr_t>(current_.data);
@@ -748,7 +749,7 @@ private:
     if constexpr (!Readiness) {
       if (used >= 0) {
         ring_[static_cast<std::size_t>(used)].in_use = true;
-        current_ = {data, lendable_left_ ? static_cast<std::size_t>(result) : 0,
+        current_ = {data, lendable_left_ ? (std::min)(static_cast<std::size_t>(result), lend_limit_) : 0,
                     static_cast<std::uint16_t>(used), false};
       }
     }
@@ -948,6 +949,7 @@ private:
   std::map<accept_context*, bool> accept_cancel_; // every context started; whether a cancel is due
   std::vector<slot> ring_;                        // provided buffers (none: one per connection)
   std::size_t lendable_left_ = 0;
+  std::size_t lend_limit_ = 0; // the loop's: at most this much of a buffer is lent
   struct {
     std::byte* data = nullptr;
     std::size_t size = 0; // what may be lent: 0 outside on_received, once lent, or with none left

@@ -67,6 +67,9 @@ public:
     if (kind == iocp::backend::io_uring) {
       uring_.emplace(listen_fd, options.receive_buffer_size, entries, options.receive_buffers_per_thread,
                      server.thread_count() == 1);
+      // Set here, not through the constructor: that form made GCC 12 keep a frame pointer in the
+      // inlined loop, which spilled the connection pointer (about 25 instructions a message more).
+      uring_->set_lend_limit(lent_send_limit_);
       accepts_.resize(uring_->accepts_wanted((std::max)(1u, options.accepts_in_flight)));
     } else {
       epoll_.emplace(listen_fd, options.receive_buffer_size, entries);
@@ -144,8 +147,8 @@ public:
     (void)data;
     return false;
 #else
-    if (!uring_ || !c.callback_depth_ || !c.queue_.empty() || c.closing_ || c.write_shut_requested_ ||
-        data.size() > lent_send_limit_)
+    // (The backend lends at most lent_send_limit_ bytes.)
+    if (!uring_ || !c.callback_depth_ || !c.queue_.empty() || c.closing_ || c.write_shut_requested_)
       return false;
     std::uint16_t lent_buffer;
     if (!uring_->lend(data.data(), data.size(), lent_buffer)) return false;
@@ -160,7 +163,6 @@ public:
   // callback is owed then (on_send_queue_high, on_disconnected, on_server_error) runs when the
   // running callback returns, or in the loop's deferred round (run_deferred).
 
-  // Out of line: what the handler's send() inlines is try_send_lent() and a call to this.
   // An allocation that fails closes the connection (its stream would have a gap), reported as
   // std::errc::not_enough_memory (operation::send) once the caller's callback has returned.
 
@@ -197,10 +199,12 @@ public:
   void pause_receiving(connection_type& c) {
     if (c.closing_ || c.recv_paused) return;
     c.recv_paused = true;
-    // Until its send queue has drained, a connection the handler had to pause receives one buffer
-    // at a time: a multishot receive takes up to 32 buffers per wake-up, all of which a pause must
-    // then hold (about 100 KiB a connection, a thousand slow readers 100 MiB more).
-    c.recv_single_shot = true;
+    // Until its send queue has drained, a connection paused with sends queued (a slow reader's
+    // backpressure) receives one buffer at a time: a multishot receive takes up to 32 buffers per
+    // wake-up, all of which a pause must then hold (about 100 KiB a connection, a thousand slow
+    // readers 100 MiB more). A pause with nothing queued (the handler's own reasons) keeps
+    // multishot: nothing would ever end single-shot receiving for a connection that never sends.
+    if (!c.queue_.empty()) c.recv_single_shot = true;
     if (c.recv_pending) with_backend([&](auto& b) { b.pause_recv(c); });
   }
 
@@ -244,6 +248,11 @@ public:
   }
 
   void abort(connection_type& c, std::error_code reason) { begin_close(c, reason, true); }
+  /// The handler's conn.abort(): out of line, so that a callback that may abort (an echo whose send
+  /// failed) stays small enough to be inlined into the completion that runs it.
+  IOCP_NOINLINE void abort(connection_type& c) {
+    begin_close(c, make_error_code(std::errc::connection_aborted), true);
+  }
 
   // ---- the backend's completions (the Sink interface) ----
 
@@ -404,9 +413,10 @@ private:
   using epoll_backend_type = epoll_backend;
 #endif
 
-  /// What one thread's inbox may hold: a 32nd of the send-queue cap, shared by the threads (so
-  /// that all of them together leave at most that much behind), and at least 4 MiB (below that the
-  /// cap itself is the limit that matters).
+  /// What one thread's inbox may hold: a 32nd of the send-queue cap shared by the threads, and at
+  /// least 4 MiB (so that a thread of many is not throttled to a trickle). With many threads the
+  /// floor lets the inboxes together reach more than a 32nd of the cap (64 threads: all of it), but
+  /// never past the cap itself: inbox memory is counted in max_send_queue_total when allocated.
   static std::size_t inbox_limit(const server_options& options, std::size_t threads) noexcept {
     return (std::max)(options.max_send_queue_total / 32 / (std::max)(threads, std::size_t{1}),
                       std::size_t{4} << 20);
@@ -656,7 +666,12 @@ private:
   template <class Backend>
   IOCP_ALWAYS_INLINE void rearm_receive(Backend& backend, connection_type& c) {
     // recv_pending first: a multishot receive stays armed, so this is usually all there is to check.
-    if (!c.recv_pending && !c.closing_ && !c.peer_eof_ && !c.recv_paused && !c.held_) backend.start_recv(c);
+    if (!c.recv_pending && !c.closing_ && !c.peer_eof_ && !c.recv_paused && !c.held_) {
+      // A throttled connection (see pause_receiving) receives single-shot until the peer has taken
+      // everything queued; checked here, where a receive is armed, not on the per-message path.
+      if (c.recv_single_shot && c.queue_.empty()) c.recv_single_shot = false;
+      backend.start_recv(c);
+    }
   }
   void rearm_receive(connection_type& c) {
     with_backend([&](auto& backend) { rearm_receive(backend, c); });
@@ -857,9 +872,8 @@ private:
     if (!c.queue_.empty()) {
       std::span<const std::byte> next = c.queue_.front();
       backend.start_send(c, next.data(), next.size());
-    } else {
-      c.recv_single_shot = false; // the peer has taken everything: receive at full speed again
-      if (c.write_shut_requested_ && !c.write_shut_done_) send_fin(c);
+    } else if (c.write_shut_requested_ && !c.write_shut_done_) {
+      send_fin(c);
     }
   }
   IOCP_NOINLINE void flush(connection_type& c) {
@@ -879,10 +893,11 @@ private:
 
   /// Closes a connection whose two directions are finished. (After disconnect(), the linger period
   /// it started waits for the peer's FIN.)
-  void check_finished(connection_type& c) {
-    if (c.closing_ || !c.write_shut_done_) return;
-    if (c.peer_eof_) begin_close(c, {}, false);
+  IOCP_ALWAYS_INLINE void check_finished(connection_type& c) {
+    if (c.write_shut_done_ && c.peer_eof_ && !c.closing_) [[unlikely]]
+      close_finished(c); // out of line: the send completion that checks this is per message
   }
+  IOCP_NOINLINE void close_finished(connection_type& c) { begin_close(c, {}, false); }
 
   /// What a graceful close still has to get to the peer: bytes queued here, and bytes sent that the
   /// peer has not acknowledged.
@@ -1118,6 +1133,9 @@ private:
   }
 
   void run_timers() {
+    // The clock is read only when something is timed: a round of an echo costs no clock read.
+    const bool timed = linger_head_ || !backed_off_.empty() || stopping_;
+    if (!idle_timeout_ns_ && !timed) return;
     const std::int64_t now = monotonic_ns();
     if (idle_timeout_ns_) {
       note_round(now);
@@ -1125,7 +1143,7 @@ private:
       // brought, however late in the round, is not idle.
       if (now_ns_ >= next_idle_sweep_ns_) close_idle_connections();
     }
-    if (!linger_head_ && backed_off_.empty() && !stopping_) return;
+    if (!timed) return;
     while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
       connection_type& c = *linger_head_;
       // The period runs from the disconnect(), but a slow reader may still be taking the data.

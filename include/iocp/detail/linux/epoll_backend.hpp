@@ -116,8 +116,8 @@ public:
   /// Reports `bytes` sent by send_now() as a send completion in the next round, so the handler's
   /// on_sent never runs inside the call that sent. The connection counts as sending until then.
   void report_sent_later(io_object& io, int bytes) {
+    complete_later(op_send_direct, &io, bytes); // first: if the list cannot grow, nothing is pending
     io.send_pending = true;
-    complete_later(op_send_direct, &io, bytes);
   }
 
   void cancel(io_object& io) {

@@ -138,6 +138,9 @@ public:
   /// Zero-copy echo: while on_received runs, a send of bytes inside the buffer it was given can
   /// keep that buffer instead of copying it, until the send is done (give_back). At most half the
   /// ring is lent at once, so receiving never starves; a second send of the same bytes copies.
+  /// The most bytes of a receive buffer that lend() lends (the loop's limit, see try_send_lent).
+  void set_lend_limit(std::size_t n) noexcept { lend_limit_ = n; }
+
   bool lend(const std::byte* data, std::size_t size, std::uint16_t& id) noexcept {
     // Inside [current_.data, current_.data + current_.size), compared as addresses; a size of 0
     // means the buffer cannot be lent (outside on_received, lent already, or half the ring out).
@@ -157,8 +160,9 @@ public:
     buffers_.recycle(id, buffers_.buffer(id)); // published before the next submission
   }
 
-  /// Receiving paused: a multishot receive is cancelled (what it brings until then still completes);
-  /// a single-shot one is left to complete, and is not re-armed.
+  /// Receiving paused: a receive from the buffer ring (multishot or single-shot) is cancelled (what
+  /// it brings until then still completes); one into the connection's own buffer (no ring) is left
+  /// to complete, and is not re-armed.
   void pause_recv(io_object& io) {
     // A starved receive is in no kernel queue: rearm_starved() ends it while it is paused.
     if (!io.recv_pending || !buffers_.is_open() || io.recv_pause_cancelling || io.recv_starved) return;
@@ -253,7 +257,10 @@ private:
       const auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
       std::byte* data = buffers_.buffer(id);
       current_.data = data;
-      current_.size = result > 0 && lendable_left_ ? static_cast<std::size_t>(result) : 0;
+      // Lendable: the first lend_limit_ bytes (the loop's limit, checked here once per receive
+      // rather than in the send the handler inlines).
+      current_.size =
+          result > 0 && lendable_left_ ? (std::min)(static_cast<std::size_t>(result), lend_limit_) : 0;
       current_.id = id;
       current_.lent = false;
       sink.on_received(*this, io, result, data); // may free `io`: do not touch it after
@@ -501,6 +508,7 @@ private:
     std::uint16_t id = 0;
     bool lent = false;
   } current_;
+  std::size_t lend_limit_ = ~std::size_t{0};
   bool multishot_ = false;
   bool multishot_accept_; // for a sole acceptor, until the kernel refuses it
   int listen_fd_;
