@@ -27,7 +27,8 @@ struct connection_entry {
 template <class M>
 concept connection_map = std::constructible_from<M, std::size_t> &&
     requires(M& m, const M& cm, connection_id id, connection_entry entry) {
-  /// A new id for `entry`, or an empty id when the map is at capacity (live entries).
+  /// A new id for `entry`, or an empty id when the map is at capacity (live entries). May throw
+  /// std::bad_alloc (a map that grows): the server refuses that connection as out of memory.
   { m.insert(entry) } -> std::same_as<connection_id>;
   /// Removes `id`; false if it was not there. After this, find(id) fails for ever.
   { m.erase(id) } -> std::same_as<bool>;

@@ -66,7 +66,14 @@ public:
     } while (
         !size_.compare_exchange_weak(live, live + 1, std::memory_order_acquire, std::memory_order_relaxed));
     std::uint32_t index;
-    if (!take_slot(index)) { // no memory for a new segment (or the impossible, see take_slot())
+    bool taken;
+    try {
+      taken = take_slot(index);
+    } catch (...) { // no memory for a new segment: std::bad_alloc, as mutex_map's growth throws it
+      size_.fetch_sub(1, std::memory_order_release);
+      throw;
+    }
+    if (!taken) { // the impossible, see take_slot()
       size_.fetch_sub(1, std::memory_order_release);
       return {};
     }
@@ -197,7 +204,7 @@ private:
     // of an insert or erase under way, or queued.
     std::uint32_t fresh = high_water_.load(std::memory_order_relaxed);
     while (fresh < slot_limit_) {
-      if (!ensure_segment(fresh / segment_slots)) return false;
+      if (!ensure_segment(fresh / segment_slots)) throw std::bad_alloc();
       // Release: erase() and find() check an id against high_water_, then load its segment.
       if (high_water_.compare_exchange_weak(fresh, fresh + 1, std::memory_order_release,
                                             std::memory_order_relaxed)) {

@@ -22,8 +22,10 @@
 // threads that allocated them, as malloc's per-thread arenas do) stays small beside the cap. A
 // large send's record has a chunk of its own, counted against the cap only.
 //
-// One lock per post, taken for a few dozen instructions and the copy; one wake per batch (the
-// first post into an empty inbox wakes the thread).
+// One lock per post, taken for a few dozen instructions and the copy of a small send; a large
+// send's chunk is allocated under the lock and filled outside it, then linked (a second, short
+// lock), so copying megabytes holds up neither other posters nor the I/O thread. One wake per batch
+// (the first post into an empty inbox wakes the thread).
 
 #include <cstddef>
 #include <cstdint>
@@ -101,17 +103,29 @@ public:
     static_assert(std::is_nothrow_invocable_v<Fill&, std::byte*>);
     if (payload_size > UINT32_MAX - alignment) return make_error_code(std::errc::value_too_large);
     const std::size_t need = sizeof(command_record) + round_up(payload_size);
+    if (need > chunk_size - header_size) {
+      // A record of its own chunk (a large send): allocated under the lock, filled outside it, so
+      // that copying megabytes holds up neither the other posters nor the thread's drain; linked
+      // after. (The caller's later posts come after it; other threads' may come before.)
+      chunk* c;
+      {
+        std::lock_guard lock(mutex_);
+        if (std::error_code e = new_chunk(need, counted, c)) return e;
+      }
+      write_record(c, what, id, how, payload_size, need, fill);
+      std::lock_guard lock(mutex_);
+      link(c);
+      wake = !has_work_;
+      has_work_ = true;
+      return {};
+    }
     std::lock_guard lock(mutex_);
     if (!tail_ || tail_->size - tail_->used < need || (counted && tail_->uncounted)) {
-      if (std::error_code e = add_chunk(need, counted)) return e;
+      chunk* c;
+      if (std::error_code e = new_chunk(need, counted, c)) return e;
+      link(c);
     }
-    auto* record = ::new (reinterpret_cast<std::byte*>(tail_) + tail_->used) command_record{};
-    record->payload_size = static_cast<std::uint32_t>(payload_size);
-    record->what = what;
-    record->how = how;
-    record->id = id;
-    fill(record->payload());
-    tail_->used += need;
+    write_record(tail_, what, id, how, payload_size, need, fill);
     wake = !has_work_;
     has_work_ = true;
     return {};
@@ -162,9 +176,30 @@ private:
   }
   static constexpr std::size_t header_size = round_up(sizeof(chunk));
 
-  /// A new tail chunk for a record of `need` bytes: a standard one (from the cache if it has one),
-  /// or one of the record's own size.
-  std::error_code add_chunk(std::size_t need, bool counted) {
+  template <class Fill>
+  static void write_record(chunk* c, command_kind what, connection_id id, std::uint8_t how,
+                           std::size_t payload_size, std::size_t need, Fill& fill) noexcept {
+    auto* record = ::new (reinterpret_cast<std::byte*>(c) + c->used) command_record{};
+    record->payload_size = static_cast<std::uint32_t>(payload_size);
+    record->what = what;
+    record->how = how;
+    record->id = id;
+    fill(record->payload());
+    c->used += need;
+  }
+
+  /// Under the lock: the list's new tail.
+  void link(chunk* c) noexcept {
+    if (tail_)
+      tail_->next = c;
+    else
+      head_ = c;
+    tail_ = c;
+  }
+
+  /// Under the lock: a chunk (not linked yet) for a record of `need` bytes: a standard one (from
+  /// the cache if it has one), or one of the record's own size.
+  std::error_code new_chunk(std::size_t need, bool counted, chunk*& result) {
     std::size_t size =
         need <= chunk_size - header_size ? chunk_size : allocation_size(alloc_, header_size + need);
     if (counted && size == chunk_size && held_ + size > limit_) return make_error_code(errc::send_queue_full);
@@ -197,11 +232,7 @@ private:
     c->used = header_size;
     c->reserved = reserve;
     c->uncounted = !within_cap;
-    if (tail_)
-      tail_->next = c;
-    else
-      head_ = c;
-    tail_ = c;
+    result = c;
     return {};
   }
 
