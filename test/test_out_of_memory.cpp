@@ -22,6 +22,7 @@
 #include <new>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -92,6 +93,7 @@ struct observations {
   std::mutex mutex;
   std::map<std::uint16_t, iocp::connection_id> by_port;        // client port -> id
   std::map<iocp::connection_id, std::error_code> disconnected; // id -> reason
+  std::set<std::uint16_t> paused;                              // client ports the handler paused
   std::vector<std::pair<std::error_code, iocp::operation>> server_errors;
   int connected = 0;
   int duplicates = 0;
@@ -124,6 +126,10 @@ struct oom_handler {
     if (std::string_view(reinterpret_cast<const char*>(data.data()), std::min(data.size(), pause.size())) ==
         pause) {
       conn.pause_receiving();
+      {
+        std::lock_guard l(seen->mutex);
+        seen->paused.insert(conn.remote_endpoint().port());
+      }
       data = data.subspan(pause.size());
     }
     conn.send(data); // a failure here closes the connection: its client sees the stream end
@@ -189,8 +195,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(allocation_failures_close_only_what_they_hit, Conf
     const std::uint16_t port = server.local_endpoint().port();
     auto resume = [&](std::uint16_t client_port) {
       // By id from this (client) thread: a posted call, which may itself fail for memory.
-      for (int tries = 0; tries < 2000 && !seen.announced(client_port); ++tries)
-        std::this_thread::sleep_for(1ms);
+      // Only once the handler has paused it (a resume that overtook the pause would be lost), or
+      // it closed (for memory, say).
+      wait_until([&] {
+        {
+          std::lock_guard l(seen.mutex);
+          if (seen.paused.count(client_port)) return true;
+        }
+        return seen.reason_for_port(client_port).has_value();
+      });
       iocp::connection_id id;
       {
         std::lock_guard l(seen.mutex);
