@@ -32,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "support/client.hpp"
@@ -992,7 +993,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(constructor_failures_throw_the_real_cause, Config,
     }
   }
   // (Only a thread pool takes options.threads; single_threaded has one thread whatever it says.)
-  if constexpr (server_t::threading_policy_type::multi_threaded) {
+  if constexpr (std::is_same_v<typename server_t::threading_policy_type, iocp::thread_pool>) {
     BOOST_TEST_CONTEXT("5000 threads, after the port was bound: the port is released") {
       std::uint16_t port = first.local_endpoint().port();
       BOOST_TEST(!first.stop());

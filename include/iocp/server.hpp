@@ -32,6 +32,7 @@
 #include "iocp/connection.hpp"
 #include "iocp/connection_id.hpp"
 #include "iocp/connection_map.hpp"
+#include "iocp/detail/config.hpp"
 #include "iocp/detail/event_loop.hpp"
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
@@ -54,8 +55,8 @@ class basic_iocp_server {
                 "connection_id insert(connection_entry), bool erase(connection_id), "
                 "std::optional<connection_entry> find(connection_id) const and size() const");
   static_assert(threading_policy<ThreadingPolicy>,
-                "iocp: the ThreadingPolicy needs a static bool multi_threaded and a static "
-                "thread_count(const server_options&)");
+                "iocp: the ThreadingPolicy needs a static thread_count(const server_options&) "
+                "returning the number of I/O threads");
 
 public:
   using handler_type = Handler;

@@ -25,6 +25,7 @@
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
 #include "iocp/detail/clock.hpp"
+#include "iocp/detail/config.hpp"
 #include "iocp/detail/command_inbox.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/loop_counters.hpp"
