@@ -274,13 +274,6 @@ struct side_log {
 
 // ---- handlers ----
 
-struct echo_handler : recording_handler {
-  void on_received(auto& conn, std::span<const std::byte> data) {
-    record->bytes_received += data.size();
-    conn.send(data);
-  }
-};
-
 /// Echoes, and keeps the connection half-open when the peer half-closes.
 struct half_open_echo_handler : echo_handler {
   void on_peer_shutdown(auto&) { ++record->peer_shutdowns; }
@@ -1622,7 +1615,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(peer_reset_is_reported_as_connection_reset, Config
     BOOST_TEST(text(recv_exact(s.get(), 2)) == "hi");
     set_linger_zero(s.get());
     s.reset();
+#if defined(_WIN32)
+    // Wine may show a reset that arrived before the server's receive was posted as an end of
+    // stream (see ended_in_reset above; test_statistics allows the same).
+    const std::error_code reason = wait_reason(record, id);
+    BOOST_TEST((!reason || reason == std::errc::connection_reset), describe(reason));
+#else
     CHECK_CODE(wait_reason(record, id), std::errc::connection_reset);
+#endif
   }
   BOOST_TEST_CONTEXT("connection with a full send queue") {
     socket_fd s = connect_local(port);

@@ -35,13 +35,12 @@ namespace {
 constexpr std::size_t max_driver_threads = 6; // each drives an equal share of the sockets
 constexpr std::size_t chunk_size = 1000;      // the original demo's write size
 
-struct echo_handler : recording_handler {
+/// The tests' echo, which also notes the most bytes ever queued on a connection.
+struct queue_watching_echo_handler : echo_handler {
   std::atomic<std::size_t>* max_queued;
-  std::atomic<int>* send_failures;
 
   void on_received(auto& conn, std::span<const std::byte> data) {
-    record->bytes_received += data.size();
-    if (conn.send(data)) ++*send_failures;
+    echo_handler::on_received(conn, data);
     std::size_t queued = conn.queued_bytes();
     std::size_t seen = max_queued->load(std::memory_order_relaxed);
     while (queued > seen && !max_queued->compare_exchange_weak(seen, queued, std::memory_order_relaxed)) {}
@@ -206,8 +205,8 @@ void run_demo(const demo_setup& setup) {
   event_record record;
   std::atomic<std::size_t> max_queued{0};
   std::atomic<int> send_failures{0};
-  typename Config::template server<echo_handler> server(Config::options(),
-                                                        echo_handler{{&record}, &max_queued, &send_failures});
+  typename Config::template server<queue_watching_echo_handler> server(
+      Config::options(), queue_watching_echo_handler{{{&record}, &send_failures}, &max_queued});
   BOOST_TEST((server.backend() == Config::io_backend));
   const std::uint16_t port = server.local_endpoint().port();
 

@@ -19,14 +19,6 @@ using namespace test_support;
 
 namespace {
 
-struct echo_handler : recording_handler {
-  void on_received(auto& conn, std::span<const std::byte> data) {
-    record->bytes_received += data.size();
-    if (data.empty()) ++record->violations; // never empty
-    conn.send(data);
-  }
-};
-
 // Sends the bytes of each receive several ways from on_received: back as they are (io_uring lends
 // the receive buffer to that send, whose start waits for the callback's return), their first half
 // again (a copy: a buffer is lent once), and as a moved vector; and relays them to the first

@@ -177,13 +177,14 @@ child_result run_in_child(const std::function<void(report_writer&)>& body,
   return result;
 }
 
-struct echo_handler {
+/// Echoes, and counts connections (no recording_handler: these servers are iocp::iocp_server).
+struct counting_echo_handler {
   std::atomic<int>* connected;
   void on_connected(auto&, const iocp::connection_info&) { ++*connected; }
   void on_received(auto& conn, std::span<const std::byte> data) { conn.send(data); }
 };
 
-using server_type = iocp::iocp_server<echo_handler>;
+using server_type = iocp::iocp_server<counting_echo_handler>;
 
 iocp::server_options options_for(iocp::backend b) {
   iocp::server_options o;
@@ -215,7 +216,7 @@ void exercise_backends(report_writer& report, const std::vector<refusal>& refusa
   report("probe", iocp::detail::probe_io_uring().value());
   {
     std::atomic<int> connected{0};
-    server_type server(options_for(iocp::backend::automatic), echo_handler{&connected});
+    server_type server(options_for(iocp::backend::automatic), counting_echo_handler{&connected});
     report("auto_backend", iocp::to_string(server.backend()));
     report("auto_echo", echoes(server.local_endpoint().port()));
     report("auto_connected", connected.load());
@@ -223,7 +224,7 @@ void exercise_backends(report_writer& report, const std::vector<refusal>& refusa
   }
   try {
     std::atomic<int> connected{0};
-    server_type server(options_for(iocp::backend::io_uring), echo_handler{&connected});
+    server_type server(options_for(iocp::backend::io_uring), counting_echo_handler{&connected});
     report("uring_throws", 0);
     report("uring_backend", iocp::to_string(server.backend()));
   } catch (const std::system_error& x) {
@@ -234,7 +235,7 @@ void exercise_backends(report_writer& report, const std::vector<refusal>& refusa
   }
   {
     std::atomic<int> connected{0};
-    server_type server(options_for(iocp::backend::epoll), echo_handler{&connected});
+    server_type server(options_for(iocp::backend::epoll), counting_echo_handler{&connected});
     report("epoll_backend", iocp::to_string(server.backend()));
     report("epoll_echo", echoes(server.local_endpoint().port()));
   }
@@ -270,20 +271,20 @@ BOOST_AUTO_TEST_CASE(without_a_filter_automatic_follows_the_probe) {
   BOOST_TEST_MESSAGE("io_uring probe here: " << (probe ? probe.message() : std::string("usable")));
   std::atomic<int> connected{0};
   {
-    server_type server(options_for(iocp::backend::automatic), echo_handler{&connected});
+    server_type server(options_for(iocp::backend::automatic), counting_echo_handler{&connected});
     BOOST_TEST(iocp::to_string(server.backend()) ==
                iocp::to_string(probe ? iocp::backend::epoll : iocp::backend::io_uring));
     BOOST_TEST(echoes(server.local_endpoint().port()));
   }
   if (probe) {
     try {
-      server_type server(options_for(iocp::backend::io_uring), echo_handler{&connected});
+      server_type server(options_for(iocp::backend::io_uring), counting_echo_handler{&connected});
       BOOST_ERROR("the io_uring backend started although the probe failed: " << probe.message());
     } catch (const std::system_error& e) {
       BOOST_TEST(e.code() == probe);
     }
   } else {
-    server_type server(options_for(iocp::backend::io_uring), echo_handler{&connected});
+    server_type server(options_for(iocp::backend::io_uring), counting_echo_handler{&connected});
     BOOST_TEST((server.backend() == iocp::backend::io_uring));
     BOOST_TEST(echoes(server.local_endpoint().port()));
   }
@@ -380,7 +381,7 @@ BOOST_AUTO_TEST_CASE(choosing_io_uring_leaves_the_callers_thread_undisturbed) {
   BOOST_REQUIRE(pending < 10);
   std::atomic<int> connected{0};
   auto server =
-      std::make_unique<server_type>(options_for(iocp::backend::automatic), echo_handler{&connected});
+      std::make_unique<server_type>(options_for(iocp::backend::automatic), counting_echo_handler{&connected});
   BOOST_TEST((server->backend() == iocp::backend::io_uring));
   BOOST_TEST(!interrupted(),
              "epoll_wait() on the constructing thread failed with EINTR after the constructor");

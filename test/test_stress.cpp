@@ -53,15 +53,6 @@ constexpr std::size_t total_connections = 200'000;
 constexpr std::size_t client_threads = 16;
 constexpr auto client_time_limit = 200s; // the client phase fails rather than run past this
 
-struct echo_handler : recording_handler {
-  std::atomic<int>* send_failures;
-
-  void on_received(auto& conn, std::span<const std::byte> data) {
-    record->bytes_received += data.size();
-    if (conn.send(data)) ++*send_failures;
-  }
-};
-
 /// Descriptors open in this process now.
 std::size_t open_descriptors() {
   std::size_t n = 0;

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <system_error>
 #include <vector>
 
@@ -96,6 +97,17 @@ struct recording_handler {
     record->server_errors.emplace_back(e, where);
   }
   void on_server_closed() { ++record->server_closed; }
+};
+
+/// The tests' echo: every receive goes back as it is (counted; an empty one is a violation), and a
+/// send that fails is counted in `send_failures` when given.
+struct echo_handler : recording_handler {
+  std::atomic<int>* send_failures = nullptr;
+  void on_received(auto& conn, std::span<const std::byte> data) {
+    record->bytes_received += data.size();
+    if (data.empty()) ++record->violations; // never empty
+    if (conn.send(data) && send_failures) ++*send_failures;
+  }
 };
 
 } // namespace test_support
