@@ -7,6 +7,7 @@
 // Its operations act at once, with no lookup and no lock; they must be called on the owning thread,
 // which every callback runs on. From other threads, use the server's operations by id.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -25,12 +26,14 @@
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
 #include "iocp/options.hpp"
+#include "iocp/timer.hpp"
 
 namespace iocp {
 
 namespace detail {
 template <class Server>
 class event_loop;
+struct timer_node;
 
 /// What arrived while receiving was paused; its bytes and itself come from the Allocator policy.
 struct held_input {
@@ -84,6 +87,25 @@ public:
   void pause_receiving() { loop_->pause_receiving(*this); }
   void resume_receiving() { loop_->resume_receiving(*this); }
   bool receiving_paused() const noexcept { return recv_paused; }
+
+  /// Arms a timer on this connection: Handler::on_timer(conn, id) runs after `delay` (never
+  /// earlier), then every `period` if one is given (no drift: at multiples of the period from the
+  /// first due time; periods missed while the thread was busy are skipped, not fired in a burst).
+  /// Cancelled when the connection closes: no on_timer runs once its close has begun. Returns the
+  /// empty id if the connection is closing (errc::connection_closing) or without memory.
+  timer_id set_timer(std::chrono::nanoseconds delay, std::chrono::nanoseconds period = {}) noexcept {
+    std::error_code ec;
+    return set_timer(delay, period, ec);
+  }
+  timer_id set_timer(std::chrono::nanoseconds delay, std::chrono::nanoseconds period,
+                     std::error_code& ec) noexcept {
+    static_assert(detail::has_on_timer<typename Server::handler_type, connection>,
+                  "iocp: conn.set_timer() needs Handler::on_timer(conn, iocp::timer_id)");
+    return loop_->set_timer(*this, delay.count() > 0 ? delay.count() : 0, period.count(), ec);
+  }
+  /// Cancels a timer (any of the server's: see basic_iocp_server::cancel_timer). On this thread it
+  /// takes effect at once: the timer does not fire after this returns, even from its own callback.
+  void cancel_timer(timer_id timer) noexcept { (void)server().cancel_timer(timer); }
 
   /// Bytes queued and not yet taken by the kernel.
   std::size_t queued_bytes() const noexcept { return queue_.bytes(); }
@@ -143,6 +165,7 @@ private:
   // On the loop's list of connections with deferred work (which frees none of them meanwhile).
   bool deferred_ = false;
   connection* deferred_next_ = nullptr;
+  detail::timer_node* timers_ = nullptr; // the user's timers on this connection (loop_timers)
   [[no_unique_address]] state_type state_{};
 };
 

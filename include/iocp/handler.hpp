@@ -14,6 +14,8 @@
 //     void on_send_queue_low(auto& conn, std::size_t queued);   // back to send_low_water_mark
 //     void on_peer_shutdown(auto& conn);          // default: finish sends, then close our side
 //     void on_disconnected(auto& conn, std::error_code reason);  // once per on_connected
+//     void on_timer(auto& conn, iocp::timer_id timer);  // conn.set_timer / server.set_timer(id, ...)
+//     void on_server_timer(iocp::timer_id timer);       // server.set_timer(delay, ...)
 //     void on_server_error(std::error_code error, iocp::operation where);
 //     void on_server_closed();
 //   };
@@ -35,6 +37,7 @@
 #include <type_traits>
 
 #include "iocp/endpoint.hpp"
+#include "iocp/timer.hpp"
 
 namespace iocp {
 
@@ -55,6 +58,7 @@ enum class operation {
   submit,  // handing work to the kernel
   wake,    // cross-thread signalling
   handler, // a handler callback threw
+  timer,   // arming a timer posted from another thread (for lack of memory)
 };
 
 inline constexpr const char* to_string(operation op) noexcept {
@@ -68,6 +72,7 @@ inline constexpr const char* to_string(operation op) noexcept {
   case operation::submit: return "submit";
   case operation::wake: return "wake";
   case operation::handler: return "handler";
+  case operation::timer: return "timer";
   }
   return "?";
 }
@@ -118,6 +123,14 @@ template <class H, class C>
 concept has_on_disconnected = requires(H& h, C& c, std::error_code e) {
   h.on_disconnected(c, e);
 };
+template <class H, class C>
+concept has_on_timer = requires(H& h, C& c, timer_id t) {
+  h.on_timer(c, t);
+};
+template <class H>
+concept has_on_server_timer = requires(H& h, timer_id t) {
+  h.on_server_timer(t);
+};
 template <class H>
 concept has_on_server_error = requires(H& h, std::error_code e, operation op) {
   h.on_server_error(e, op);
@@ -144,6 +157,8 @@ constexpr bool check_handler() {
   IOCP_DETAIL_CHECK_CALLBACK(on_send_queue_low, (has_on_send_queue_low<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_peer_shutdown, (has_on_peer_shutdown<H, C>));
   IOCP_DETAIL_CHECK_CALLBACK(on_disconnected, (has_on_disconnected<H, C>));
+  IOCP_DETAIL_CHECK_CALLBACK(on_timer, (has_on_timer<H, C>));
+  IOCP_DETAIL_CHECK_CALLBACK(on_server_timer, (has_on_server_timer<H>));
   IOCP_DETAIL_CHECK_CALLBACK(on_server_error, (has_on_server_error<H>));
   IOCP_DETAIL_CHECK_CALLBACK(on_server_closed, (has_on_server_closed<H>));
   return true;

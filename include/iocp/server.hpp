@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -40,6 +41,7 @@
 #include "iocp/options.hpp"
 #include "iocp/statistics.hpp"
 #include "iocp/threading.hpp"
+#include "iocp/timer.hpp"
 
 namespace iocp {
 
@@ -212,6 +214,104 @@ public:
         [&](loop_type& loop) { return loop.post_call(command_kind::abort, id); });
   }
 
+  // ---- posted work, from any thread ----
+  // A posted function runs on an I/O thread, later: never inside the call that posts it, also when
+  // that call is made on the I/O thread itself. Functions posted by one thread run in the order it
+  // posted them (with its calls by id), each exactly once, unless the server stops before it runs
+  // (then it is destroyed without running; one posted before stop() was called still runs). The
+  // callable is moved into the thread's inbox (no allocation of its own), so it must be nothrow
+  // move constructible; its memory counts against max_send_queue_total like a posted send's bytes.
+  // Refused with errc::server_stopping once the server is stopping, errc::send_queue_full past the
+  // cap, std::errc::not_enough_memory. A throw from it is handled like a callback's.
+
+  /// Runs f() on an I/O thread of the library's choice: the caller's own on an I/O thread, and
+  /// always the same one for a given calling thread (which keeps its posts in order).
+  template <class F>
+  std::error_code post(F&& f) {
+    using stored = std::decay_t<F>;
+    static_assert(std::is_invocable_v<stored&>, "iocp: server.post(f): f must be callable as f()");
+    static_assert(std::is_nothrow_constructible_v<stored, F&&>,
+                  "iocp: server.post(f): f must be nothrow move (or copy) constructible");
+    static_assert(alignof(stored) <= alignof(std::max_align_t), "iocp: server.post(f): f is over-aligned");
+    if (stopping_.load(std::memory_order_acquire)) return make_error_code(errc::server_stopping);
+    return loop_of_this_thread().template post_function<detail::call_without_argument>(
+        command_kind::run, connection_id{}, std::forward<F>(f));
+  }
+  /// Runs f(conn) on the thread that owns the connection `id`, as if it were one of its callbacks
+  /// (what it calls on conn acts at once; a throw closes the connection). If the connection has
+  /// gone (closed, closing, or the id is stale) by then, f(nullptr) runs instead, on some I/O thread.
+  template <class F>
+  std::error_code post(connection_id id, F&& f) {
+    using stored = std::decay_t<F>;
+    static_assert(std::is_invocable_v<stored&, connection_type*>,
+                  "iocp: server.post(id, f): f must be callable as f(connection_type*), "
+                  "the pointer null when the connection has gone");
+    static_assert(std::is_nothrow_constructible_v<stored, F&&>,
+                  "iocp: server.post(id, f): f must be nothrow move (or copy) constructible");
+    static_assert(alignof(stored) <= alignof(std::max_align_t),
+                  "iocp: server.post(id, f): f is over-aligned");
+    if (stopping_.load(std::memory_order_acquire)) return make_error_code(errc::server_stopping);
+    std::optional<connection_entry> entry = map_.find(id);
+    loop_type& loop = entry ? *loops_[entry->owner] : loop_of_this_thread();
+    return loop.template post_function<detail::call_with_connection<connection_type>>(command_kind::call, id,
+                                                                                      std::forward<F>(f));
+  }
+
+  // ---- timers, from any thread ----
+  // set_timer returns the timer's id at once, or the empty id when refused (the std::error_code&
+  // forms say why). The callback runs on the timer's thread after `delay`, never earlier, then
+  // every `period` if one is given (see connection::set_timer). cancel_timer is idempotent and
+  // safe from any thread and any callback: on the timer's own thread it takes effect at once (the
+  // timer does not fire after it returns); from another thread it is posted, in order after that
+  // thread's set_timer, and a firing that has begun on the timer's thread meanwhile still runs.
+
+  /// A server-wide timer: Handler::on_server_timer(id). Cancelled when the server stops.
+  timer_id set_timer(std::chrono::nanoseconds delay, std::chrono::nanoseconds period = {}) noexcept {
+    std::error_code ec;
+    return set_timer(delay, period, ec);
+  }
+  timer_id set_timer(std::chrono::nanoseconds delay, std::chrono::nanoseconds period,
+                     std::error_code& ec) noexcept {
+    static_assert(detail::has_on_server_timer<Handler>,
+                  "iocp: server.set_timer(delay) needs Handler::on_server_timer(iocp::timer_id)");
+    loop_type& loop = any_loop();
+    if (loop.on_own_thread()) return loop.set_server_timer(positive(delay), period.count(), ec);
+    return post_timer(loop, connection_id{}, delay, period, ec);
+  }
+  /// A timer on the connection `id`: Handler::on_timer(conn, id); cancelled when it closes.
+  /// errc::unknown_connection if the id names no open connection now.
+  timer_id set_timer(connection_id id, std::chrono::nanoseconds delay,
+                     std::chrono::nanoseconds period = {}) noexcept {
+    std::error_code ec;
+    return set_timer(id, delay, period, ec);
+  }
+  timer_id set_timer(connection_id id, std::chrono::nanoseconds delay, std::chrono::nanoseconds period,
+                     std::error_code& ec) noexcept {
+    static_assert(detail::has_on_timer<Handler, connection_type>,
+                  "iocp: server.set_timer(id, delay) needs Handler::on_timer(conn, iocp::timer_id)");
+    std::optional<connection_entry> entry = map_.find(id);
+    if (!entry) {
+      ec = make_error_code(errc::unknown_connection);
+      return {};
+    }
+    loop_type& loop = *loops_[entry->owner];
+    if (loop.on_own_thread())
+      return loop.set_timer(*static_cast<connection_type*>(entry->object), positive(delay), period.count(),
+                            ec);
+    return post_timer(loop, id, delay, period, ec);
+  }
+  /// Cancels a timer; nothing if it has fired (one-shot), was cancelled, or is the empty id. Fails
+  /// only from another thread without memory to post the cancel.
+  std::error_code cancel_timer(timer_id timer) noexcept {
+    if (!timer || timer.thread() >= loops_.size()) return {};
+    loop_type& loop = *loops_[timer.thread()];
+    if (loop.on_own_thread()) {
+      loop.cancel_timer(timer);
+      return {};
+    }
+    return loop.post_cancel_timer(timer);
+  }
+
   /// Graceful stop: stop accepting, shut down every connection's send side after its queued data,
   /// wait up to `timeout` (default: server_options::stop_timeout) for the peers to close, then reset
   /// the rest (milliseconds::max(): never). Returns when every thread has ended and on_server_closed
@@ -324,6 +424,38 @@ private:
     return post(loop);
   }
 
+  /// The caller's own loop on an I/O thread; otherwise the next in turn.
+  loop_type& any_loop() noexcept {
+    for (auto& loop : loops_)
+      if (loop->on_own_thread()) return *loop;
+    return *loops_[next_loop_.fetch_add(1, std::memory_order_relaxed) % loops_.size()];
+  }
+
+  /// Where this thread's server.post(f) go: always the same loop, so that they run in order
+  /// (the caller's own, on an I/O thread; others are spread by thread).
+  loop_type& loop_of_this_thread() noexcept {
+    for (auto& loop : loops_)
+      if (loop->on_own_thread()) return *loop;
+    return *loops_[std::hash<std::thread::id>{}(std::this_thread::get_id()) % loops_.size()];
+  }
+
+  static std::int64_t positive(std::chrono::nanoseconds d) noexcept { return d.count() > 0 ? d.count() : 0; }
+
+  timer_id post_timer(loop_type& loop, connection_id id, std::chrono::nanoseconds delay,
+                      std::chrono::nanoseconds period, std::error_code& ec) noexcept {
+    if (stopping_.load(std::memory_order_acquire)) {
+      ec = make_error_code(errc::server_stopping);
+      return {};
+    }
+    const timer_id t = loop.new_timer_id();
+    try {
+      ec = loop.post_timer(id, t, detail::later_ns(detail::monotonic_ns(), positive(delay)), period.count());
+    } catch (...) {
+      ec = make_error_code(std::errc::not_enough_memory);
+    }
+    return ec ? timer_id{} : t;
+  }
+
   void post_stop(std::chrono::milliseconds timeout) {
     const std::int64_t deadline = detail::later_ns(detail::monotonic_ns(), detail::timeout_ns(timeout));
     stopping_.store(true, std::memory_order_release);
@@ -419,6 +551,7 @@ private:
   std::vector<std::unique_ptr<loop_type>> loops_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> next_loop_{0}; // any_loop()'s turn
   enum class stop_state { running, stopping, stopped };
   std::mutex stop_mutex_; // guards the three below; held by no callback
   std::condition_variable stop_done_;

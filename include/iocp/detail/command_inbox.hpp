@@ -3,7 +3,8 @@
 #pragma once
 
 // The work other threads post to one I/O thread: calls by id (send, shutdown, disconnect, abort,
-// pause, resume) and, on Windows, accepted sockets handed over. Records are appended, in order, to
+// pause, resume), the user's posted functions and timers, and, on Windows, accepted sockets handed
+// over. Records are appended, in order, to
 // chunks of 64 KiB (a send's bytes copied into its record), so a burst of small sends costs one
 // memcpy each and an allocation per chunk, not per send; the I/O thread takes every chunk at once,
 // carries the records out in order and gives the chunks back, a few of them kept for reuse.
@@ -54,7 +55,19 @@ enum class command_kind : std::uint8_t {
   abort,
   pause,
   resume,
-  adopt, // an adopted_socket follows the record
+  adopt,        // an adopted_socket follows the record
+  call,         // a posted_function for the connection `id` (run with nullptr if it has gone)
+  run,          // a posted_function for the thread itself (server.post(f))
+  arm_timer,    // a posted_timer; `id` is its connection's (empty: a server-wide timer)
+  cancel_timer, // a posted_timer (only its sequence counts)
+};
+
+/// A timer armed or cancelled from another thread. The due time was read when it was posted, so
+/// the time the record waits in the inbox does not make the timer late.
+struct posted_timer {
+  std::uint64_t sequence;
+  std::int64_t due_ns;
+  std::int64_t period_ns;
 };
 
 /// One posted call, followed by its payload (padded to `command_inbox::alignment`).

@@ -25,15 +25,18 @@
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
 #include "iocp/detail/clock.hpp"
-#include "iocp/detail/config.hpp"
 #include "iocp/detail/command_inbox.hpp"
+#include "iocp/detail/config.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/loop_counters.hpp"
+#include "iocp/detail/loop_timers.hpp"
+#include "iocp/detail/posted_function.hpp"
 #include "iocp/detail/send_budget.hpp"
 #include "iocp/endpoint.hpp"
 #include "iocp/error.hpp"
 #include "iocp/handler.hpp"
 #include "iocp/options.hpp"
+#include "iocp/timer.hpp"
 
 namespace iocp::detail {
 
@@ -127,6 +130,31 @@ public:
                   ::new (to) adopted_socket{s, remote};
                 });
   }
+  /// A function for the thread (kind run) or for the connection `id` (kind call), run in order
+  /// with the other posts. Counted like a send's bytes: refused past the server-wide cap.
+  template <class Call, class F>
+  std::error_code post_function(command_kind what, connection_id id, F&& f) {
+    using stored = std::decay_t<F>;
+    return post(what, id, 0, posted_function::size_for<stored>(), true,
+                [&](std::byte* to) noexcept { posted_function::construct<F, Call>(to, std::forward<F>(f)); });
+  }
+  /// A timer armed from another thread: `id` its connection's (empty: server-wide).
+  std::error_code post_timer(connection_id id, timer_id t, std::int64_t due_ns, std::int64_t period_ns) {
+    return post(command_kind::arm_timer, id, 0, sizeof(posted_timer), false, [&](std::byte* to) noexcept {
+      ::new (to) posted_timer{t.sequence(), due_ns, period_ns};
+    });
+  }
+  std::error_code post_cancel_timer(timer_id t) {
+    return post(command_kind::cancel_timer, connection_id{}, 0, sizeof(posted_timer), false,
+                [&](std::byte* to) noexcept {
+                  ::new (to) posted_timer{t.sequence(), 0, 0};
+                });
+  }
+  /// A new timer's id, from any thread (the timer is armed by set_timer or post_timer).
+  timer_id new_timer_id() noexcept {
+    return {index_, timer_sequence_.fetch_add(1, std::memory_order_relaxed)};
+  }
+
   /// A graceful stop with this deadline (the earliest of those asked for applies). Not a record in
   /// the inbox, so that it needs no memory; what was posted before it is carried out first.
   void request_stop(std::int64_t deadline_ns) noexcept {
@@ -255,6 +283,29 @@ public:
     begin_close(c, make_error_code(std::errc::connection_aborted), true);
   }
 
+  // ---- on the owning thread: timers ----
+
+  /// A timer on `c` (cancelled when it closes): empty, with `ec` set, if c is closing or without memory.
+  timer_id set_timer(connection_type& c, std::int64_t delay_ns, std::int64_t period_ns,
+                     std::error_code& ec) noexcept {
+    if (c.closing_) {
+      ec = make_error_code(errc::connection_closing);
+      return {};
+    }
+    return arm_timer(new_timer_id(), later_ns(monotonic_ns(), delay_ns), period_ns, &c, c.timers_, ec);
+  }
+  /// A server-wide timer (cancelled when the server stops).
+  timer_id set_server_timer(std::int64_t delay_ns, std::int64_t period_ns, std::error_code& ec) noexcept {
+    if (stopping_) {
+      ec = make_error_code(errc::server_stopping);
+      return {};
+    }
+    return arm_timer(new_timer_id(), later_ns(monotonic_ns(), delay_ns), period_ns, nullptr, server_timers_,
+                     ec);
+  }
+  /// Cancels one of this thread's timers; nothing if it has fired (one-shot) or was cancelled.
+  void cancel_timer(timer_id t) noexcept { timers_.cancel(t.sequence()); }
+
   // ---- the backend's completions (the Sink interface) ----
 
   void on_accepted(accept_context& ctx, int result) {
@@ -358,16 +409,28 @@ public:
     connection_id last_id;
     connection_type* last = nullptr;
     inbox_.drain(budget_, [&](command_record& r) {
-      if (r.what == command_kind::adopt) {
-        adopt(*std::launder(reinterpret_cast<adopted_socket*>(r.payload())));
+      switch (r.what) {
+      case command_kind::adopt: adopt(*std::launder(reinterpret_cast<adopted_socket*>(r.payload()))); return;
+      case command_kind::run: run_posted(r, nullptr); return;
+      case command_kind::cancel_timer:
+        timers_.cancel(std::launder(reinterpret_cast<posted_timer*>(r.payload()))->sequence);
         return;
+      case command_kind::arm_timer:
+        if (!r.id) {
+          if (!stopping_) arm_posted_timer(r, nullptr, server_timers_);
+          return;
+        }
+        break;
+      default: break;
       }
       if (r.id != last_id) {
         last_id = r.id;
         last = find(r.id);
       }
-      if (last)
+      if (last && !(r.what == command_kind::call && last->closing_))
         execute(*last, r);
+      else if (r.what == command_kind::call)
+        run_posted(r, nullptr); // the function learns that its connection has gone
       else
         discard(r); // closed since the call was posted: an ordinary race, nothing to do
     });
@@ -941,6 +1004,7 @@ private:
     if (c.closing_) return;
     c.closing_ = true;
     c.close_reason_ = reason;
+    timers_.cancel_all(c.timers_);
     if (abortive && c.fd != invalid_socket) set_linger_zero(c.fd);
     unlink_linger(c);
     with_backend([&](auto& b) { b.cancel(c); });
@@ -1037,8 +1101,71 @@ private:
     case command_kind::abort: abort(c, make_error_code(std::errc::connection_aborted)); break;
     case command_kind::pause: pause_receiving(c); break;
     case command_kind::resume: resume_receiving(c); break;
-    case command_kind::adopt: break; // not a connection's
+    case command_kind::call: invoke(c, [&] { run_posted(r, &c, false); }); break;
+    case command_kind::arm_timer:
+      if (!c.closing_) arm_posted_timer(r, &c, c.timers_);
+      break;
+    case command_kind::adopt:
+    case command_kind::run:
+    case command_kind::cancel_timer: break; // not a connection's
     }
+  }
+
+  /// Runs a posted function (`c`: its connection, or nullptr). Outside a connection's callback a
+  /// throw is reported; inside one (`handled` false) it propagates to invoke(), which also closes
+  /// the connection, as for any callback.
+  void run_posted(command_record& r, connection_type* c, bool handled = true) {
+    auto& f = *std::launder(reinterpret_cast<posted_function*>(r.payload()));
+    if (!handled) return f.invoke(&f, c, true);
+    try {
+      f.invoke(&f, c, true);
+    } catch (...) {
+      report(make_error_code(errc::handler_exception), operation::handler);
+    }
+  }
+
+  void arm_posted_timer(command_record& r, connection_type* c, timer_node*& list) noexcept {
+    const auto& p = *std::launder(reinterpret_cast<posted_timer*>(r.payload()));
+    std::error_code ec;
+    (void)arm_timer(timer_id(index_, p.sequence), p.due_ns, p.period_ns, c, list, ec);
+    if (ec) report(ec, operation::timer); // nobody is left to see the failure
+  }
+
+  timer_id arm_timer(timer_id t, std::int64_t due_ns, std::int64_t period_ns, connection_type* c,
+                     timer_node*& list, std::error_code& ec) noexcept {
+    try {
+      timers_.arm(t.sequence(), due_ns, period_ns, c, list);
+    } catch (const std::bad_alloc&) {
+      ec = make_error_code(std::errc::not_enough_memory);
+      return {};
+    }
+    ec = {};
+    return t;
+  }
+
+  /// Fires the timers due by `now`: a connection's callback runs as its other callbacks do (a
+  /// throw closes it), a server-wide one's throw is reported.
+  void fire_timers(std::int64_t now) {
+    const unsigned lost = timers_.expire(
+        now,
+        [&](timer_node& n) {
+          const timer_id t(index_, n.order);
+          if (n.owner) {
+            if constexpr (has_on_timer<handler_type, connection_type>) {
+              connection_type& c = *static_cast<connection_type*>(n.owner);
+              invoke(c, [&] { handler().on_timer(c, t); });
+            }
+          } else if constexpr (has_on_server_timer<handler_type>) {
+            try {
+              handler().on_server_timer(t);
+            } catch (...) {
+              report(make_error_code(errc::handler_exception), operation::handler);
+            }
+          }
+        },
+        [] { return monotonic_ns(); });
+    for (unsigned i = 0; i < lost; ++i)
+      report(make_error_code(std::errc::not_enough_memory), operation::timer);
   }
 
   /// A posted call whose connection has gone (or whose thread has ended): what it holds is freed,
@@ -1050,6 +1177,11 @@ private:
       posted.~posted_vector();
     } else if (r.what == command_kind::adopt) {
       (void)close_socket(std::launder(reinterpret_cast<adopted_socket*>(r.payload()))->socket);
+    } else if (r.what == command_kind::call || r.what == command_kind::run) {
+      auto& f = *std::launder(reinterpret_cast<posted_function*>(r.payload()));
+      try {
+        f.invoke(&f, nullptr, false); // destroyed, not run: the server stopped first
+      } catch (...) {}
     }
   }
 
@@ -1109,6 +1241,7 @@ private:
     }
     stopping_ = true;
     stop_deadline_ns_ = deadline_ns;
+    timers_.cancel_all(server_timers_);
     for (accept_context& ctx : accepts_)
       if (ctx.pending) with_backend([&](auto& b) { b.cancel_accept(ctx); });
     backed_off_.clear();
@@ -1124,18 +1257,19 @@ private:
     if (linger_head_) deadline = (std::min)(deadline, linger_head_->linger_deadline_ns_);
     if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
     if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
+    deadline = (std::min)(deadline, timers_.next_due());
     if (deadline == never_ns) return -1;
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
 
   /// Whether run_timers() has anything to look at (checked inline once per round).
   bool timers_armed() const noexcept {
-    return idle_timeout_ns_ || linger_head_ || !backed_off_.empty() || stopping_;
+    return idle_timeout_ns_ || linger_head_ || !backed_off_.empty() || stopping_ || !timers_.empty();
   }
 
   void run_timers() {
     // The clock is read only when something is timed: a round of an echo costs no clock read.
-    const bool timed = linger_head_ || !backed_off_.empty() || stopping_;
+    const bool timed = linger_head_ || !backed_off_.empty() || stopping_ || !timers_.empty();
     if (!idle_timeout_ns_ && !timed) return;
     const std::int64_t now = monotonic_ns();
     if (idle_timeout_ns_) {
@@ -1165,6 +1299,7 @@ private:
       for (accept_context* ctx : retry)
         start_accept(*ctx);
     }
+    if (!timers_.empty() && timers_.next_due() <= now) fire_timers(now);
     if (stopping_ && !stop_expired_ && stop_deadline_ns_ <= now) {
       stop_expired_ = true;
       for (connection_type* c = live_; c; c = c->next_) // abort() frees nothing: see begin_close
@@ -1247,6 +1382,9 @@ private:
   std::int64_t stop_deadline_ns_ = 0;
   bool stop_expired_ = false; // the deadline passed and every connection left was aborted
   command_inbox<allocator_type> inbox_;
+  loop_timers timers_;
+  timer_node* server_timers_ = nullptr;          // the server-wide timers this thread owns
+  std::atomic<std::uint64_t> timer_sequence_{1}; // the next timer's sequence (0 names none)
   std::atomic<bool> stop_asked_{false};
   std::atomic<std::int64_t> stop_deadline_asked_{never_ns};
 };
