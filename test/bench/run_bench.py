@@ -25,8 +25,9 @@ per message (Ir / messages). Kernel work is not counted, and a `rep movsb` memcp
 variant) counts one instruction per iteration, so copies of large messages weigh far more in Ir than
 in time. Servers are always stopped at the end, errors included.
 
---room: the contention comparison instead. test/bench/room_server (a broadcast room: every message
-is sent by id, server.send(id, span), to K other members and echoed to its sender) in its four policy
+--room: the contention comparison instead. example/chat_server in its benchmark form (--fixed S
+--fanout K --echo --heartbeat 0: a broadcast room where every message of S bytes is sent by id,
+server.send(id, span), to K other members and echoed to its sender) in its four policy
 combinations, mutex_map|lockfree_map x single_threaded|thread_pool (--room-threads, default 2), plus a
 twin of the reference (mutex-single) for the noise; load_client --mode room drives them (one message
 in flight per connection). Figures are per DELIVERED message (echoes + fan-out deliveries). By
@@ -381,7 +382,7 @@ def make_servers(args, log_dir):
 
 def make_room_servers(args, log_dir):
     """The room server in its four policy combinations, and a twin of the reference."""
-    path = os.path.join(args.bin_dir, "room_server")
+    path = args.chat_server
     if not os.access(path, os.X_OK):
         raise SystemExit(f"run_bench: {path} is missing: build the benchmarks first")
     combos = [(ROOM_REFERENCE, "mutex", "single"), (ROOM_REFERENCE + "-twin", "mutex", "single"),
@@ -393,7 +394,8 @@ def make_room_servers(args, log_dir):
             continue
         servers.append(Server(name, [path, "--address", "127.0.0.1", "--backend", args.room_backend,
                                      "--map", map_kind, "--threading", threading,
-                                     "--threads", str(args.room_threads)], log_dir))
+                                     "--threads", str(args.room_threads), "--echo", "--heartbeat", "0"],
+                             log_dir))
     return servers
 
 
@@ -460,7 +462,7 @@ def run_room_timing(args, servers):
         fanout = ALL_WORKLOADS[workload][3]
         try:
             for s in servers:
-                s.argv = base_argv[s.name] + ["--fanout", str(fanout)]
+                s.argv = base_argv[s.name] + ["--fanout", str(fanout), "--fixed", str(ALL_WORKLOADS[workload][2])]
                 s.dead = False
                 s.start(cpus, args.nice)
             if args.verbose:
@@ -585,6 +587,7 @@ def main():
     p.add_argument("build_dir", help="Meson build directory of the iocp project")
     p.add_argument("--bin-dir", help="where the bench programs are (default: BUILD_DIR/test/bench)")
     p.add_argument("--echo-server", help="the iocp echo server (default: BUILD_DIR/example/echo_server)")
+    p.add_argument("--chat-server", help="the room benchmark's server (default: BUILD_DIR/example/chat_server)")
     p.add_argument("--extra-echo-server", action="append", metavar="NAME=PATH[:BACKEND]",
                    help="also run another build of echo_server under NAME (backend io_uring unless given); "
                    "may repeat; name it in --servers too when --servers is used")
@@ -611,9 +614,9 @@ def main():
     p.add_argument("--callgrind-warmup", type=float, default=1.0)
     p.add_argument("--callgrind-duration", type=float, default=2.0)
     p.add_argument("--room", action="store_true",
-                   help="the broadcast-room comparison of the map and threading policies (room_server) "
+                   help="the broadcast-room comparison of the map and threading policies (example/chat_server) "
                    "instead of the echo servers; workloads: " + ", ".join(ROOM_WORKLOADS))
-    p.add_argument("--room-backend", default="io_uring", help="room_server --backend (default io_uring)")
+    p.add_argument("--room-backend", default="io_uring", help="chat_server --backend (default io_uring)")
     p.add_argument("--room-threads", type=int, default=2, help="I/O threads of the pool variants (default 2)")
     p.add_argument("--room-server-cpus", default="one",
                    help="'one' (default: every room server on --server-cpu), 'all' (every allowed CPU) "
@@ -625,6 +628,8 @@ def main():
         args.bin_dir = os.path.join(build, "test", "bench")
     if not args.echo_server:
         args.echo_server = os.path.join(build, "example", "echo_server")
+    if not args.chat_server:
+        args.chat_server = os.path.join(build, "example", "chat_server")
     args.load_client = os.path.join(args.bin_dir, "load_client")
     if not os.access(args.load_client, os.X_OK):
         raise SystemExit(f"run_bench: {args.load_client} is missing: build the benchmarks first")
