@@ -80,7 +80,8 @@ BOOST_AUTO_TEST_CASE(the_heap_always_yields_the_earliest_and_ties_in_arming_orde
 namespace {
 /// A timer set on a clock that moves only when told to.
 struct fake_world {
-  loop_timers timers;
+  iocp::detail::loop_deadlines queue;
+  loop_timers timers{queue};
   std::int64_t now = 0;
   timer_node* list = nullptr;
   std::vector<std::pair<std::uint64_t, std::int64_t>> fired; // (sequence, when)
@@ -88,8 +89,8 @@ struct fake_world {
 
   template <class Extra>
   void run_until(std::int64_t t, Extra&& extra) {
-    while (timers.next_due() <= t) {
-      now = std::max(now, timers.next_due());
+    while (!queue.empty() && queue.top_due() <= t) {
+      now = std::max(now, queue.top_due());
       timers.expire(
           now,
           [&](timer_node& n) {

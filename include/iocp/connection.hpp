@@ -20,6 +20,7 @@
 #include "iocp/connection_id.hpp"
 #include "iocp/detail/backend.hpp"
 #include "iocp/detail/inline.hpp"
+#include "iocp/detail/loop_timers.hpp"
 #include "iocp/detail/send_budget.hpp"
 #include "iocp/detail/send_queue.hpp"
 #include "iocp/endpoint.hpp"
@@ -33,7 +34,6 @@ namespace iocp {
 namespace detail {
 template <class Server>
 class event_loop;
-struct timer_node;
 
 /// What arrived while receiving was paused; its bytes and itself come from the Allocator policy.
 struct held_input {
@@ -135,13 +135,16 @@ private:
   endpoint remote_;
   detail::send_queue<allocator_type, detail::local_send_budget> queue_;
   std::error_code close_reason_;
-  // The loop's list of live connections, and of those lingering after a graceful close.
+  // The loop's list of live connections.
   connection* prev_ = nullptr;
   connection* next_ = nullptr;
-  connection* linger_prev_ = nullptr;
-  connection* linger_next_ = nullptr;
-  std::int64_t linger_deadline_ns_ = 0;
-  std::size_t linger_pending_ = 0;  // bytes queued or unacknowledged when the last period began
+  // The connection's place in the loop's deadline queue: due at the earlier of its linger
+  // deadline (while lingering) and its next idle check (with idle_timeout); see event_loop.
+  detail::deadline_node deadline_{detail::never_ns, 0, detail::loop_deadlines::not_queued,
+                                  detail::deadline_kind::connection, this};
+  std::int64_t linger_deadline_ns_ = detail::never_ns;
+  std::int64_t idle_check_ns_ = detail::never_ns; // when it may next be idle for idle_timeout
+  std::size_t linger_pending_ = 0;                // bytes queued or unacknowledged when the last period began
   std::int64_t last_active_ns_ = 0; // the loop's clock when data last came in or went out (idle_timeout)
   // What arrived while receiving was paused, for resume_receiving() to deliver.
   detail::held_input* held_ = nullptr;

@@ -278,7 +278,8 @@ void run_side_by_side(const options& o) {
     for (int which = 0; which < 2; ++which) { // rotated: each goes first in turn
       const bool heap_turn = (round + which) % 2 == 0;
       if (heap_turn) {
-        iocp::detail::loop_timers timers;
+        iocp::detail::loop_deadlines queue;
+        iocp::detail::loop_timers timers(queue);
         iocp::detail::timer_node* list = nullptr;
         heap.push_back(measure(
             due, cancel_order, [&](std::uint64_t s, std::int64_t d) { timers.arm(s, d, 0, nullptr, list); },

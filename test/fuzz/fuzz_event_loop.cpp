@@ -164,7 +164,7 @@ struct world {
   bool loop_stopping = false;         // the loop has carried out a stop
   std::int64_t stop_deadline = never; // the earliest deadline of the stops it carried out
   std::chrono::milliseconds linger_timeout{0};
-  std::int64_t idle_sweep_ns = 0;  // with an idle timeout: the loop looks this often
+  std::int64_t idle_limit_ns = 0;  // with an idle timeout: how long a connection may look idle
   std::size_t out_left = 1u << 20; // bytes the handler may still send in this input
   std::uint64_t out_seed = 0;
   std::uint64_t peer_left = 16 * 1024; // bytes the peers may still send
@@ -480,9 +480,8 @@ private:
     auto waits_at_most = [&](std::int64_t deadline) {
       return timeout_ns >= 0 && timeout_ns <= deadline - now;
     };
-    if (w_.idle_sweep_ns)
-      check(waits_at_most(now + w_.idle_sweep_ns),
-            "with an idle timeout, the loop waits past its next sweep");
+    // A connection's idle check is due at most the limit after its last activity (so after now).
+    const bool idle_checked = w_.idle_limit_ns && w_.idle_limit_ns < never - now - 1;
     const bool stop_due = w_.loop_stopping && w_.stop_deadline <= now;
     if (w_.loop_stopping && !stop_due && w_.stop_deadline != never)
       check(waits_at_most(w_.stop_deadline), "the loop waits past the stop deadline");
@@ -490,6 +489,9 @@ private:
       const fake_socket& s = w_.socket(fd);
       if (!s.io || s.cancelled) continue;
       check(!stop_due, "the stop deadline passed and a connection is still open");
+      if (idle_checked)
+        check(waits_at_most(now + w_.idle_limit_ns + 1),
+              "with an idle timeout, the loop waits past a connection's idle check");
       if (!s.lingering) continue;
       check(s.linger_deadline > now, "a linger period ran out and the connection is still open");
       if (s.linger_deadline != never)
@@ -1736,7 +1738,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.stop_timeout = fuzz::pick_duration(in);
   w.linger_timeout = o.linger_timeout;
   if (o.idle_timeout.count() > 0)
-    w.idle_sweep_ns = std::max<std::int64_t>(fuzz::deadline_after(0, o.idle_timeout) / 10, 1'000'000);
+    if (o.idle_timeout.count() > 0) {
+      const std::int64_t t = fuzz::deadline_after(0, o.idle_timeout);
+      const std::int64_t slack = std::max<std::int64_t>(t / 10, 1'000'000);
+      w.idle_limit_ns =
+          t >= fuzz::never - slack ? fuzz::never : t + slack; // a model of event_loop::idle_limit_ns
+    }
   fuzz::current_world = &w;
   fuzz::check(iocp::detail::monotonic_ns() == w.now.load(), "the loop's clock is not the fake one");
   if (full_handler)

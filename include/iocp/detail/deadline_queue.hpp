@@ -20,6 +20,7 @@
 //
 // Node needs: std::int64_t due_ns; std::uint64_t order; std::uint32_t heap_index.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -57,6 +58,21 @@ public:
       sift_up(at);
     else
       sift_down(at);
+  }
+
+  bool contains(const Node& n) const noexcept { return n.heap_index != not_queued; }
+
+  /// Moves `n` (queued or not) to `due_ns`. Throws std::bad_alloc only if `n` was not queued and
+  /// the vector must grow (see reserve).
+  void update(Node& n, std::int64_t due_ns) {
+    if (contains(n)) remove(n);
+    n.due_ns = due_ns;
+    push(n); // after a remove there is room: cannot throw
+  }
+
+  /// Room for `n` entries without allocating: pushes up to that size cannot throw.
+  void reserve(std::size_t n) {
+    if (heap_.capacity() < n) heap_.reserve((std::max)(n, heap_.capacity() * 2));
   }
 
   /// Takes out the earliest; the queue must not be empty.

@@ -271,7 +271,7 @@ public:
     check_finished(c);
     if (!c.closing_ && !c.lingering_) {
       c.linger_pending_ = close_pending_bytes(c);
-      start_linger(c);
+      start_linger(c, monotonic_ns());
     }
     return {};
   }
@@ -345,8 +345,17 @@ public:
     // A client that reset before its accept completed (IOCP) says nothing about the listener.
     if (is_resource_error(e) || (!is_peer_gone_on_accept(e) && ++consecutive_accept_errors_ > 64)) {
       backoff_ns_ = backoff_ns_ ? std::min<std::int64_t>(backoff_ns_ * 2, max_backoff_ns) : min_backoff_ns;
-      backoff_deadline_ns_ = monotonic_ns() + backoff_ns_;
-      backed_off_.push_back(&ctx);
+      try {
+        backed_off_.push_back(&ctx);
+      } catch (const std::bad_alloc&) { // no memory to list it: wait here instead (paced, no spin)
+        std::this_thread::sleep_for(std::chrono::nanoseconds(min_backoff_ns));
+        start_accept(ctx);
+        return;
+      }
+      if (!schedule(backoff_deadline_, later_ns(monotonic_ns(), backoff_ns_))) {
+        std::this_thread::sleep_for(std::chrono::nanoseconds(min_backoff_ns)); // no memory: wait here
+        retry_accepts();
+      }
       return;
     }
     start_accept(ctx);
@@ -810,7 +819,11 @@ private:
       memory = allocator_.allocate(sizeof(connection_type));
       if (with_backend([](auto& b) { return b.needs_receive_buffers(); }))
         buffer = static_cast<std::byte*>(allocator_.allocate(options_.receive_buffer_size));
+      // Room in the deadline queue for every connection's node: queueing one then never allocates
+      // (unless the user's timers took the room since: see schedule()).
+      deadlines_.reserve(live_count_ + timers_.size() + 3);
     } catch (const std::bad_alloc&) {
+      if (buffer) allocator_.deallocate(buffer, options_.receive_buffer_size);
       if (memory) allocator_.deallocate(memory, sizeof(connection_type));
       close_reported(fd);
       loop_counters::add(counters_.refused);
@@ -836,6 +849,10 @@ private:
     if (options_.no_delay && !accepted_sockets_inherit_no_delay) set_no_delay(fd); // else the listener has it
     c.remote_ = remote;
     c.last_active_ns_ = now_ns_;
+    if (idle_timeout_ns_) {
+      c.idle_check_ns_ = later_ns(now_ns_, idle_limit_ns());
+      (void)schedule(c.deadline_, c.idle_check_ns_); // room was reserved above
+    }
     // A listener bound to one address accepts only there: no getsockname for every connection.
     const endpoint& listener = server_.local_endpoint();
     c.local_ = listener.is_unspecified() ? local_endpoint_of(fd) : listener;
@@ -972,30 +989,36 @@ private:
 
   /// (Re)starts the linger period. Every period has the same length, so appending keeps the list
   /// ordered by deadline.
-  void start_linger(connection_type& c) {
+  /// The graceful close's period starts (again) at `now`. Without memory to queue its deadline,
+  /// the connection is reset at once (as any allocation failure for it would).
+  void start_linger(connection_type& c, std::int64_t now) {
     c.lingering_ = true;
-    c.linger_deadline_ns_ = later_ns(monotonic_ns(), linger_timeout_ns_);
-    c.linger_prev_ = linger_tail_;
-    c.linger_next_ = nullptr;
-    if (linger_tail_)
-      linger_tail_->linger_next_ = &c;
-    else
-      linger_head_ = &c;
-    linger_tail_ = &c;
+    c.linger_deadline_ns_ = later_ns(now, linger_timeout_ns_);
+    if (!schedule_connection(c)) (void)out_of_memory(c, operation::close);
   }
 
-  void unlink_linger(connection_type& c) noexcept {
-    if (!c.lingering_) return;
-    c.lingering_ = false;
-    if (c.linger_prev_)
-      c.linger_prev_->linger_next_ = c.linger_next_;
-    else
-      linger_head_ = c.linger_next_;
-    if (c.linger_next_)
-      c.linger_next_->linger_prev_ = c.linger_prev_;
-    else
-      linger_tail_ = c.linger_prev_;
-    c.linger_prev_ = c.linger_next_ = nullptr;
+  /// Queues c's deadline node at the earlier of its linger deadline and its idle check (or takes
+  /// it out if neither applies). False only without memory for the queue to grow.
+  bool schedule_connection(connection_type& c) noexcept {
+    std::int64_t due = c.lingering_ ? c.linger_deadline_ns_ : never_ns;
+    if (idle_timeout_ns_) due = (std::min)(due, c.idle_check_ns_);
+    if (due == never_ns) {
+      if (deadlines_.contains(c.deadline_)) deadlines_.remove(c.deadline_);
+      return true;
+    }
+    if (deadlines_.contains(c.deadline_) && c.deadline_.due_ns == due) return true;
+    return schedule(c.deadline_, due);
+  }
+
+  /// Queues (or moves) one of the loop's deadlines. A node already queued moves without
+  /// allocating; a new one may need the queue to grow: false without memory for it.
+  bool schedule(deadline_node& d, std::int64_t due) noexcept {
+    try {
+      deadlines_.update(d, due);
+      return true;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
   }
 
   /// Closing starts here; the connection is freed (and on_disconnected runs) in the deferred round,
@@ -1006,7 +1029,8 @@ private:
     c.close_reason_ = reason;
     timers_.cancel_all(c.timers_);
     if (abortive && c.fd != invalid_socket) set_linger_zero(c.fd);
-    unlink_linger(c);
+    c.lingering_ = false;
+    if (deadlines_.contains(c.deadline_)) deadlines_.remove(c.deadline_); // no deadline once closing
     with_backend([&](auto& b) { b.cancel(c); });
     defer(c);
   }
@@ -1040,7 +1064,8 @@ private:
     }
     destroy(c);
     // A descriptor was freed: an accept waiting out EMFILE may succeed now.
-    if (!backed_off_.empty()) backoff_deadline_ns_ = 0;
+    if (deadlines_.contains(backoff_deadline_))
+      deadlines_.update(backoff_deadline_, 0); // queued: no allocation
   }
 
   /// Frees a connection; its socket is closed if the backend has not released it (a refused
@@ -1054,6 +1079,7 @@ private:
       c.fd = invalid_socket;
     }
     if (c.prev_ || c.next_ || live_ == &c) unlink(c);
+    if (deadlines_.contains(c.deadline_)) deadlines_.remove(c.deadline_);
     drop_queue(c);
     free_held(std::exchange(c.held_, nullptr));
     if (c.recv_buffer) allocator_.deallocate(c.recv_buffer, options_.receive_buffer_size);
@@ -1066,6 +1092,7 @@ private:
     c.next_ = live_;
     if (live_) live_->prev_ = &c;
     live_ = &c;
+    ++live_count_;
   }
   void unlink(connection_type& c) noexcept {
     if (c.prev_)
@@ -1074,6 +1101,7 @@ private:
       live_ = c.next_;
     if (c.next_) c.next_->prev_ = c.prev_;
     c.prev_ = c.next_ = nullptr;
+    --live_count_;
   }
 
   connection_type* find(connection_id id) {
@@ -1143,16 +1171,16 @@ private:
     return t;
   }
 
-  /// Fires the timers due by `now`: a connection's callback runs as its other callbacks do (a
-  /// throw closes it), a server-wide one's throw is reported.
-  void fire_timers(std::int64_t now) {
-    const unsigned lost = timers_.expire(
-        now,
-        [&](timer_node& n) {
-          const timer_id t(index_, n.order);
-          if (n.owner) {
+  /// A user's timer is due: a connection's callback runs as its other callbacks do (a throw
+  /// closes it), a server-wide one's throw is reported.
+  void fire_user_timer(timer_node& n) {
+    const bool requeued = timers_.fire(
+        n,
+        [&](timer_node& due) {
+          const timer_id t(index_, due.order);
+          if (due.owner) {
             if constexpr (has_on_timer<handler_type, connection_type>) {
-              connection_type& c = *static_cast<connection_type*>(n.owner);
+              connection_type& c = *static_cast<connection_type*>(due.owner);
               invoke(c, [&] { handler().on_timer(c, t); });
             }
           } else if constexpr (has_on_server_timer<handler_type>) {
@@ -1164,8 +1192,7 @@ private:
           }
         },
         [] { return monotonic_ns(); });
-    for (unsigned i = 0; i < lost; ++i)
-      report(make_error_code(std::errc::not_enough_memory), operation::timer);
+    if (!requeued) report(make_error_code(std::errc::not_enough_memory), operation::timer);
   }
 
   /// A posted call whose connection has gone (or whose thread has ended): what it holds is freed,
@@ -1233,104 +1260,125 @@ private:
 
   void begin_stop(std::int64_t deadline_ns) {
     if (stopping_) {
-      if (deadline_ns < stop_deadline_ns_) {
+      if (deadline_ns < stop_deadline_ns_) { // the earliest deadline asked for applies
         stop_deadline_ns_ = deadline_ns;
-        stop_expired_ = false;
+        arm_stop_deadline();
       }
       return;
     }
     stopping_ = true;
     stop_deadline_ns_ = deadline_ns;
     timers_.cancel_all(server_timers_);
+    arm_stop_deadline();
     for (accept_context& ctx : accepts_)
       if (ctx.pending) with_backend([&](auto& b) { b.cancel_accept(ctx); });
     backed_off_.clear();
+    if (deadlines_.contains(backoff_deadline_)) deadlines_.remove(backoff_deadline_);
     // disconnect() frees nothing and runs no callback, so the list stays as it is meanwhile.
     for (connection_type* c = live_; c; c = c->next_)
       disconnect(*c);
   }
+  void arm_stop_deadline() {
+    if (stop_deadline_ns_ == never_ns) return;
+    if (!schedule(stop_deadline_, stop_deadline_ns_)) stop_deadline_passed(); // no memory: reset now
+  }
+
+  // ---- the deadline queue: every timed thing of the loop ----
+  // One 4-ary heap (deadline_queue) holds the user's timers, one node per connection (the earlier of
+  // its linger deadline and its idle check), the accept back-off and the stop deadline. The wait's
+  // timeout is its earliest entry; a round fires what is due, by kind. Nothing walks the connections
+  // on a clock: a connection's idle check is due when it may first have been idle for idle_timeout,
+  // and finding it active since then only moves the check (lazily: activity itself stays a store of
+  // the round's clock).
 
   long long next_timeout_ns() const noexcept {
     if (deferred_head_) return 0;
-    std::int64_t deadline = never_ns;
-    if (idle_timeout_ns_) deadline = next_idle_sweep_ns_;
-    if (linger_head_) deadline = (std::min)(deadline, linger_head_->linger_deadline_ns_);
-    if (!backed_off_.empty()) deadline = (std::min)(deadline, backoff_deadline_ns_);
-    if (stopping_ && !stop_expired_) deadline = (std::min)(deadline, stop_deadline_ns_);
-    deadline = (std::min)(deadline, timers_.next_due());
+    if (deadlines_.empty()) return -1;
+    const std::int64_t deadline = deadlines_.top_due();
     if (deadline == never_ns) return -1;
     return std::max<std::int64_t>(0, deadline - monotonic_ns());
   }
 
   /// Whether run_timers() has anything to look at (checked inline once per round).
-  bool timers_armed() const noexcept {
-    return idle_timeout_ns_ || linger_head_ || !backed_off_.empty() || stopping_ || !timers_.empty();
-  }
+  bool timers_armed() const noexcept { return idle_timeout_ns_ || !deadlines_.empty(); }
 
   void run_timers() {
     // The clock is read only when something is timed: a round of an echo costs no clock read.
-    const bool timed = linger_head_ || !backed_off_.empty() || stopping_ || !timers_.empty();
-    if (!idle_timeout_ns_ && !timed) return;
+    if (!idle_timeout_ns_ && deadlines_.empty()) return;
     const std::int64_t now = monotonic_ns();
-    if (idle_timeout_ns_) {
-      note_round(now);
-      // The sweep uses the round's clock (begin_round): a connection whose data this round
-      // brought, however late in the round, is not idle.
-      if (now_ns_ >= next_idle_sweep_ns_) close_idle_connections();
+    if (idle_timeout_ns_) note_round(now);
+    while (!deadlines_.empty() && deadlines_.top_due() <= now) {
+      deadline_node& d = deadlines_.pop();
+      switch (d.kind) {
+      case deadline_kind::user_timer: fire_user_timer(static_cast<timer_node&>(d)); break;
+      case deadline_kind::connection:
+        connection_deadline(*static_cast<connection_type*>(d.owner), now);
+        break;
+      case deadline_kind::accept_backoff: retry_accepts(); break;
+      case deadline_kind::stop: stop_deadline_passed(); break;
+      }
     }
-    if (!timed) return;
-    while (linger_head_ && linger_head_->linger_deadline_ns_ <= now) {
-      connection_type& c = *linger_head_;
+    timers_.trim();
+  }
+
+  /// A connection's node is due (it is out of the queue): its linger period, its idle check, or both.
+  void connection_deadline(connection_type& c, std::int64_t now) {
+    if (c.closing_) return;
+    if (c.lingering_ && c.linger_deadline_ns_ <= now) {
       // The period runs from the disconnect(), but a slow reader may still be taking the data.
       // While it makes progress, it gets another period; a reset now would throw that data away.
       // A peer that took nothing in a whole period is reset, with what is queued for it.
       const std::size_t pending = close_pending_bytes(c);
-      if (pending < c.linger_pending_) {
-        c.linger_pending_ = pending;
-        unlink_linger(c);
-        start_linger(c);
-        continue;
+      if (pending >= c.linger_pending_) {
+        abort(c, make_error_code(errc::linger_timeout));
+        return;
       }
-      abort(c, make_error_code(errc::linger_timeout)); // unlinks it from the linger list
+      c.linger_pending_ = pending;
+      c.linger_deadline_ns_ = later_ns(now, linger_timeout_ns_);
     }
-    if (!backed_off_.empty() && backoff_deadline_ns_ <= now && !stopping_) {
-      std::vector<accept_context*> retry;
-      retry.swap(backed_off_);
-      for (accept_context* ctx : retry)
-        start_accept(*ctx);
+    if (idle_timeout_ns_ && c.idle_check_ns_ <= now) {
+      // Judged by the round's clock (now_ns_), as activity is stamped: time this round's callbacks
+      // took is not held against a connection whose data waits to be seen in the next one. Active
+      // until the end of the round that stamped it, if that round was long (note_round).
+      const std::int64_t idle_since = (std::max)(c.last_active_ns_, active_until(c.last_active_ns_));
+      const std::int64_t limit = idle_limit_ns();
+      if (now_ns_ - idle_since > limit) {
+        abort(c, make_error_code(errc::idle_timeout));
+        return;
+      }
+      // Not before the next round (whose clock is later): it is not due again in this one.
+      c.idle_check_ns_ = limit == never_ns ? never_ns : (std::max)(later_ns(idle_since, limit + 1), now + 1);
     }
-    if (!timers_.empty() && timers_.next_due() <= now) fire_timers(now);
-    if (stopping_ && !stop_expired_ && stop_deadline_ns_ <= now) {
-      stop_expired_ = true;
-      for (connection_type* c = live_; c; c = c->next_) // abort() frees nothing: see begin_close
-        abort(*c, make_error_code(errc::stop_timeout));
-    }
+    if (!schedule_connection(c)) (void)out_of_memory(c, operation::close);
   }
 
-  /// Resets the connections idle for longer than idle_timeout. now_ns_ lags by up to one round
-  /// (a wait of at most one sweep interval), so a connection gets that much more before it counts.
-  void close_idle_connections() {
-    const std::int64_t interval = idle_sweep_interval_ns();
-    next_idle_sweep_ns_ = later_ns(now_ns_, interval);
-    const std::int64_t limit = later_ns(idle_timeout_ns_, interval);
-    for (connection_type* c = live_; c; c = c->next_)
-      if (!c->closing_ && now_ns_ - c->last_active_ns_ > limit &&
-          now_ns_ - active_until(c->last_active_ns_) > limit)
-        abort(*c, make_error_code(errc::idle_timeout));
+  /// The accept back-off is over (or a connection closed and freed a descriptor): try again.
+  void retry_accepts() {
+    if (stopping_) return;
+    std::vector<accept_context*> retry;
+    retry.swap(backed_off_);
+    for (accept_context* ctx : retry)
+      start_accept(*ctx);
+  }
+
+  /// stop()'s deadline has passed: the connections left are reset.
+  void stop_deadline_passed() {
+    for (connection_type* c = live_; c; c = c->next_) // abort() frees nothing: see begin_close
+      abort(*c, make_error_code(errc::stop_timeout));
   }
 
   // Activity is stamped with the time its round began (now_ns_), but a round whose callbacks take
   // long (a handler that blocks, a thread the machine starves) has activity until it ends: the
-  // rounds that lasted more than half a sweep interval are remembered with their ends, for as long
-  // as a stamp of theirs could matter, so that the sweep counts such a connection idle from the end
-  // of the round. (Shorter rounds are within the sweep's own slack of one interval.)
+  // rounds that lasted more than half the idle slack are remembered with their ends, for as long
+  // as a stamp of theirs could matter, so that the idle check counts such a connection idle from the
+  // end of the round. (Shorter rounds are within the slack.)
   struct long_round {
     std::int64_t start_ns = -1;
     std::int64_t end_ns = -1;
   };
-  static constexpr std::size_t long_rounds_kept = 32; // (timeout + interval) / (interval / 2) = 22
+  static constexpr std::size_t long_rounds_kept = 32; // (timeout + slack) / (slack / 2) = 22
   void note_round(std::int64_t end_ns) noexcept {
-    if (end_ns - now_ns_ <= idle_sweep_interval_ns() / 2) return;
+    if (end_ns - now_ns_ <= idle_slack_ns() / 2) return;
     long_rounds_[long_round_next_++ % long_rounds_kept] = {now_ns_, end_ns};
   }
   /// Until when a connection stamped `stamp` may have been active.
@@ -1339,9 +1387,12 @@ private:
       if (r.start_ns == stamp) return r.end_ns;
     return stamp;
   }
-  std::int64_t idle_sweep_interval_ns() const noexcept {
+  /// Stamps are a round's start, so a connection may have been active up to a round later than
+  /// its stamp says: it gets this much more than idle_timeout (a tenth of it, at least 1 ms).
+  std::int64_t idle_slack_ns() const noexcept {
     return (std::max)(idle_timeout_ns_ / 10, std::int64_t{1'000'000});
   }
+  std::int64_t idle_limit_ns() const noexcept { return later_ns(idle_timeout_ns_, idle_slack_ns()); }
 
   Server& server_;
   std::uint32_t index_;
@@ -1359,7 +1410,6 @@ private:
   std::int64_t now_ns_ = idle_timeout_ns_ ? monotonic_ns() : 0;
   long_round long_rounds_[long_rounds_kept];
   std::size_t long_round_next_ = 0;
-  std::int64_t next_idle_sweep_ns_ = later_ns(now_ns_, idle_timeout_ns_ ? idle_sweep_interval_ns() : 0);
 #if defined(IOCP_HAS_IOCP)
   std::optional<iocp_backend> iocp_;
 #else
@@ -1370,19 +1420,20 @@ private:
   std::vector<accept_context> accepts_;
   std::vector<accept_context*> backed_off_;
   std::int64_t backoff_ns_ = 0;
-  std::int64_t backoff_deadline_ns_ = 0;
   unsigned consecutive_accept_errors_ = 0;
   std::size_t next_owner_ = 0;
   connection_type* live_ = nullptr;
   connection_type* deferred_head_ = nullptr; // see defer()
   connection_type* deferred_tail_ = nullptr;
-  connection_type* linger_head_ = nullptr;
-  connection_type* linger_tail_ = nullptr;
+  std::size_t live_count_ = 0; // connections on the live_ list
   bool stopping_ = false;
-  std::int64_t stop_deadline_ns_ = 0;
-  bool stop_expired_ = false; // the deadline passed and every connection left was aborted
+  std::int64_t stop_deadline_ns_ = never_ns; // the earliest asked for
   command_inbox<allocator_type> inbox_;
-  loop_timers timers_;
+  loop_deadlines deadlines_;
+  deadline_node backoff_deadline_{never_ns, 0, loop_deadlines::not_queued, deadline_kind::accept_backoff,
+                                  nullptr};
+  deadline_node stop_deadline_{never_ns, 0, loop_deadlines::not_queued, deadline_kind::stop, nullptr};
+  loop_timers timers_{deadlines_};
   timer_node* server_timers_ = nullptr;          // the server-wide timers this thread owns
   std::atomic<std::uint64_t> timer_sequence_{1}; // the next timer's sequence (0 names none)
   std::atomic<bool> stop_asked_{false};
