@@ -86,7 +86,7 @@ public:
   /// close (disconnect, shutdown of the receive side, stop) resumes reading to find the peer's FIN.
   void pause_receiving() { loop_->pause_receiving(*this); }
   void resume_receiving() { loop_->resume_receiving(*this); }
-  bool receiving_paused() const noexcept { return recv_paused; }
+  bool receiving_paused() const noexcept { return receive_paused; }
 
   /// Arms a timer on this connection: Handler::on_timer(conn, id) runs after `delay` (never
   /// earlier), then every `period` if one is given (no drift: at multiples of the period from the

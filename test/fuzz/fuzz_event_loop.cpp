@@ -113,7 +113,7 @@ struct fake_socket {
   bool linger_zero = false;         // the close will reset
   std::set<int> errors;             // errno values completions gave the loop
   // The operations, as the fake kernel sees them.
-  bool recv_cancel = false;      // completion: a cancel is on its way for the receive
+  bool receive_cancel = false;   // completion: a cancel is on its way for the receive
   bool pause_cancelling = false; // completion: the pause's cancel of the multishot receive
   bool send_cancel = false;      // completion: a cancel is on its way for the send
   bool waiting = false;          // readiness: the send waits for the socket to turn writable
@@ -179,7 +179,7 @@ struct world {
   // The lock step with the fuzzer's thread.
   std::mutex mutex;
   std::condition_variable changed;
-  bool wake_pending = false; // wake() was called and on_wake not yet delivered
+  bool wake_pending = false; // wake() was called and wake_completed not yet delivered
   main_call call = main_call::none;
   std::chrono::milliseconds call_timeout{0};
   bool main_called = false; // the I/O thread's view: the fuzzer's thread was told to stop
@@ -326,22 +326,22 @@ public:
     }
   }
 
-  void start_recv(io_object& io) {
+  void start_receive(io_object& io) {
     fake_socket& s = sock(io);
-    check(!io.recv_pending, "a receive started while one is pending");
+    check(!io.receive_pending, "a receive started while one is pending");
     check(!s.cancelled, "a receive started on a closing connection");
-    check(!io.recv_paused, "a receive started while receiving is paused");
+    check(!io.receive_paused, "a receive started while receiving is paused");
     check(!s.fin_fed, "a receive started after the end of the stream");
-    io.recv_pending = true;
-    s.recv_cancel = false;
+    io.receive_pending = true;
+    s.receive_cancel = false;
   }
 
-  void pause_recv(io_object& io) {
+  void pause_receive(io_object& io) {
     fake_socket& s = sock(io);
-    check(io.recv_pending, "pause_recv() with no receive pending");
-    check(!s.cancelled, "pause_recv() on a closing connection");
+    check(io.receive_pending, "pause_receive() with no receive pending");
+    check(!s.cancelled, "pause_receive() on a closing connection");
     if constexpr (Readiness) {
-      io.recv_pending = false;
+      io.receive_pending = false;
     } else {
       if (ring_.empty() || s.pause_cancelling) return; // single-shot: it completes, unrenewed
       s.pause_cancelling = true;
@@ -405,13 +405,13 @@ public:
     check(!s.cancelled, "a connection cancelled twice");
     s.cancelled = true;
     if constexpr (Readiness) {
-      if (io.recv_pending) ready_.push_back({op::recv, &io, nullptr, s.fd, -ECANCELED});
+      if (io.receive_pending) ready_.push_back({op::recv, &io, nullptr, s.fd, -ECANCELED});
       if (s.waiting) {
         s.waiting = false;
         ready_.push_back({op::send, &io, nullptr, s.fd, -ECANCELED});
       }
     } else {
-      if (io.recv_pending) s.recv_cancel = true;
+      if (io.receive_pending) s.receive_cancel = true;
       if (io.send_pending) s.send_cancel = true;
     }
   }
@@ -419,7 +419,7 @@ public:
   int release(io_object& io) noexcept {
     fake_socket& s = sock(io);
     check(s.cancelled, "release() of a connection that was never cancelled");
-    check(!io.recv_pending && !io.send_pending, "release() with an operation pending");
+    check(!io.receive_pending && !io.send_pending, "release() with an operation pending");
     for (const ready_completion& r : ready_)
       check(r.fd != s.fd, "release() with a completion still to be reported");
     s.released = true;
@@ -623,7 +623,7 @@ private:
       w_.wake_pending = false;
     }
     w_.driver->before_wake();
-    sink.on_wake();
+    sink.wake_completed();
     w_.driver->after_wake();
   }
 
@@ -680,13 +680,13 @@ private:
       ctx->pending = w_.multishot_accept && result >= 0; // a multishot accept goes on
       if (!ctx->pending) accept_cancel_[ctx] = false;
     }
-    sink.on_accepted(*ctx, result);
+    sink.accept_completed(*ctx, result);
   }
 
   template <class Sink>
   void receive_event(fake_socket& s, bool error, Sink& sink) {
     io_object* io = s.io;
-    if (!io || !io->recv_pending) return;
+    if (!io || !io->receive_pending) return;
     if (Readiness && s.cancelled) return; // no longer watched
     int result;
     if (error) {
@@ -703,17 +703,17 @@ private:
       return; // nothing to read
     }
     bool more = !Readiness && !ring_.empty() && result > 0 && w_.in.ConsumeIntegralInRange<int>(0, 7) != 0;
-    deliver_recv(s, result, more, sink);
+    deliver_receive(s, result, more, sink);
   }
 
   template <class Sink>
-  void deliver_recv(fake_socket& s, int result, bool more, Sink& sink) {
+  void deliver_receive(fake_socket& s, int result, bool more, Sink& sink) {
     io_object& io = *s.io;
     std::byte* data = nullptr;
     int used = -1;
     if constexpr (Readiness) {
       data = shared_.data();
-      io.recv_pending = false;
+      io.receive_pending = false;
     } else {
       if (result > 0) {
         if (!ring_.empty()) {
@@ -722,20 +722,20 @@ private:
           if (used < 0) return; // the ring is empty: the real backend receives again, unseen
           data = ring_[static_cast<std::size_t>(used)].bytes.data();
         } else {
-          data = io.recv_buffer;
+          data = io.receive_buffer;
           check(data != nullptr, "no receive buffer for a backend that needs one");
         }
       }
       if (!more) {
-        // As io_uring_backend::recv_ended(): the end of a receive that a pause cancelled is no
+        // As io_uring_backend::receive_ended(): the end of a receive that a pause cancelled is no
         // error; if receiving resumed meanwhile, the receive is armed again and the loop never
         // hears of it.
         if (s.pause_cancelling) {
           s.pause_cancelling = false;
-          if (result == -ECANCELED && !io.recv_paused && !s.cancelled) return;
+          if (result == -ECANCELED && !io.receive_paused && !s.cancelled) return;
         }
-        io.recv_pending = false;
-        s.recv_cancel = false;
+        io.receive_pending = false;
+        s.receive_cancel = false;
       }
     }
     if (result > 0) {
@@ -755,7 +755,7 @@ private:
                     static_cast<std::uint16_t>(used), false};
       }
     }
-    sink.on_received(*this, io, result, data); // may free the connection
+    sink.receive_completed(*this, io, result, data); // may free the connection
     if constexpr (Readiness) {
       scribble(shared_);
     } else if (used >= 0) {
@@ -779,7 +779,7 @@ private:
       s.waiting = false;
       io->send_pending = false;
       if (r > 0) w_.bytes_sent += static_cast<std::uint64_t>(r);
-      sink.on_sent(*this, *io, r);
+      sink.send_completed(*this, *io, r);
     } else {
       if (!io->send_pending) return;
       int result;
@@ -807,7 +807,7 @@ private:
     s.send_cancel = false;
     s.send_data = nullptr;
     s.send_size = 0;
-    sink.on_sent(*this, io, result);
+    sink.send_completed(*this, io, result);
   }
 
   /// Completion: one cancellation lands (an accept's, a receive's, a pause's or a send's).
@@ -820,7 +820,7 @@ private:
       std::vector<int> fds;
       for (int fd : w_.live) {
         fake_socket& s = w_.socket(fd);
-        if (s.io && ((s.io->recv_pending && (s.recv_cancel || s.pause_cancelling)) ||
+        if (s.io && ((s.io->receive_pending && (s.receive_cancel || s.pause_cancelling)) ||
                      (s.io->send_pending && s.send_cancel)))
           fds.push_back(fd);
       }
@@ -838,14 +838,14 @@ private:
   void land_accept_cancel(accept_context& ctx, Sink& sink) {
     ctx.pending = false;
     accept_cancel_[&ctx] = false;
-    sink.on_accepted(ctx, -ECANCELED);
+    sink.accept_completed(ctx, -ECANCELED);
   }
 
   /// Completion: the receive's cancel if one is on its way, else the send's.
   template <class Sink>
   void land_cancel(fake_socket& s, Sink& sink) {
-    if (s.io->recv_pending && (s.recv_cancel || s.pause_cancelling))
-      deliver_recv(s, -ECANCELED, false, sink);
+    if (s.io->receive_pending && (s.receive_cancel || s.pause_cancelling))
+      deliver_receive(s, -ECANCELED, false, sink);
     else if constexpr (!Readiness)
       complete_send(s, -ECANCELED, sink);
   }
@@ -858,20 +858,20 @@ private:
       switch (r.what) {
       case op::accept:
         r.ctx->pending = false;
-        sink.on_accepted(*r.ctx, r.result);
+        sink.accept_completed(*r.ctx, r.result);
         break;
       case op::recv:
-        r.io->recv_pending = false;
-        sink.on_received(*this, *r.io, r.result, nullptr);
+        r.io->receive_pending = false;
+        sink.receive_completed(*this, *r.io, r.result, nullptr);
         break;
       case op::send:
         if (r.result > 0 && !w_.socket(r.fd).cancelled) w_.bytes_sent += static_cast<std::uint64_t>(r.result);
         r.io->send_pending = false;
-        sink.on_sent(*this, *r.io, r.result);
+        sink.send_completed(*this, *r.io, r.result);
         break;
       case op::send_direct:
         r.io->send_pending = false;
-        sink.on_sent_direct(*this, *r.io, r.result);
+        sink.send_completed_at_once(*this, *r.io, r.result);
         break;
       }
     }
@@ -901,7 +901,7 @@ private:
         }
       for (int fd : w_.live) {
         fake_socket& s = w_.socket(fd);
-        if (s.io && ((s.io->recv_pending && (s.recv_cancel || s.pause_cancelling)) ||
+        if (s.io && ((s.io->receive_pending && (s.receive_cancel || s.pause_cancelling)) ||
                      (s.io->send_pending && s.send_cancel))) {
           land_cancel(s, sink);
           return;
@@ -925,12 +925,12 @@ private:
           return;
         }
       }
-      if (s.io->recv_pending && !(Readiness && s.cancelled)) {
+      if (s.io->receive_pending && !(Readiness && s.cancelled)) {
         int result = s.peer_reset ? -ECONNRESET
                      : s.fed < s.peer_sent
                          ? static_cast<int>(std::min<std::uint64_t>(s.peer_sent - s.fed, w_.receive_size))
                          : 0;
-        deliver_recv(s, result, false, sink);
+        deliver_receive(s, result, false, sink);
         return;
       }
     }
@@ -1638,7 +1638,7 @@ private:
   int depth_ = 0;
   bool stop_requested_ = false;   // post_stop ran: posted calls get server_stopping
   std::vector<posted> batch_;     // posted since the last wake
-  std::vector<posted> executing_; // being carried out by on_wake
+  std::vector<posted> executing_; // being carried out by wake_completed
   bool batch_has_send_ = false;
 
   static constexpr std::size_t inbox_chunk = 64 * 1024;

@@ -3,7 +3,8 @@
 #pragma once
 
 // Picks the platform's backends. Each is a class with the same operations (start_accept,
-// start_recv, start_send, cancel, release, wake, run_once); the event loop calls them directly.
+// start_receive, start_send, cancel, release, wake, run_once: the concept backend_for in
+// backend_contract.hpp); the event loop calls them directly, without virtual functions.
 
 #include "iocp/detail/config.hpp"
 

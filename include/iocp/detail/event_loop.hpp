@@ -4,7 +4,8 @@
 
 // One I/O thread: its backend, the connections it accepted, and the connection state machine that
 // every backend shares. Backends only start operations and report their completions
-// (on_accepted, on_received, on_sent, on_wake); everything a connection means (half-close,
+// (accept_completed, receive_completed, send_completed, wake_completed: names of their own, not
+// the handler's callbacks); everything a connection means (half-close,
 // close after the queue drains, lingering for the peer's FIN, abort, exactly one on_disconnected per
 // on_connected) is decided here, once, for all of them.
 
@@ -18,12 +19,14 @@
 #include <span>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "iocp/connection.hpp"
 #include "iocp/connection_map.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/backend_contract.hpp"
 #include "iocp/detail/clock.hpp"
 #include "iocp/detail/command_inbox.hpp"
 #include "iocp/detail/config.hpp"
@@ -101,7 +104,14 @@ public:
   /// The thread body: runs until a stop command has been carried out.
   void run() {
     current_event_loop = this;
-    with_backend([&](auto& b) { run_with(b); });
+    with_backend([&](auto& b) {
+      using backend_type = std::remove_reference_t<decltype(b)>;
+      static_assert(backend_for<backend_type, event_loop>,
+                    "iocp: a backend does not meet the loop's contract (detail/backend_contract.hpp)");
+      static_assert(completion_sink<event_loop, backend_type>,
+                    "iocp: the event loop does not take every completion (detail/backend_contract.hpp)");
+      run_with(b);
+    });
     current_event_loop = nullptr;
   }
 
@@ -226,20 +236,20 @@ public:
   }
 
   void pause_receiving(connection_type& c) {
-    if (c.closing_ || c.recv_paused) return;
-    c.recv_paused = true;
+    if (c.closing_ || c.receive_paused) return;
+    c.receive_paused = true;
     // Until its send queue has drained, a connection paused with sends queued (a slow reader's
     // backpressure) receives one buffer at a time: a multishot receive takes up to 32 buffers per
     // wake-up, all of which a pause must then hold (about 100 KiB a connection, a thousand slow
     // readers 100 MiB more). A pause with nothing queued (the handler's own reasons) keeps
     // multishot: nothing would ever end single-shot receiving for a connection that never sends.
-    if (!c.queue_.empty()) c.recv_single_shot = true;
-    if (c.recv_pending) with_backend([&](auto& b) { b.pause_recv(c); });
+    if (!c.queue_.empty()) c.receive_single_shot = true;
+    if (c.receive_pending) with_backend([&](auto& b) { b.pause_receive(c); });
   }
 
   void resume_receiving(connection_type& c) {
-    if (!c.recv_paused) return;
-    c.recv_paused = false;
+    if (!c.receive_paused) return;
+    c.receive_paused = false;
     if (c.closing_) return;
     if (c.held_) {
       // Delivered from the loop, not from inside this call (which may be in another callback).
@@ -308,7 +318,7 @@ public:
 
   // ---- the backend's completions (the Sink interface) ----
 
-  void on_accepted(accept_context& ctx, int result) {
+  void accept_completed(accept_context& ctx, int result) {
     if (result >= 0) {
       consecutive_accept_errors_ = 0;
       backoff_ns_ = 0;
@@ -362,7 +372,7 @@ public:
   }
 
   template <class Backend>
-  IOCP_ALWAYS_INLINE void on_received(Backend& backend, io_object& io, int result, std::byte* data) {
+  IOCP_ALWAYS_INLINE void receive_completed(Backend& backend, io_object& io, int result, std::byte* data) {
     connection_type& c = static_cast<connection_type&>(io);
     if (c.closing_) {
       maybe_finalize(c);
@@ -370,7 +380,7 @@ public:
     }
     // Paused, or resumed with held input not yet delivered (an io_uring multishot receive may go on
     // until the pause's cancel lands): new bytes go behind the held ones, never ahead of them.
-    if (c.recv_paused || c.held_) [[unlikely]] {
+    if (c.receive_paused || c.held_) [[unlikely]] {
       hold(c, result, data);
     } else if (result > 0) {
       c.last_active_ns_ = now_ns_;
@@ -386,7 +396,7 @@ public:
   }
 
   template <class Backend>
-  IOCP_ALWAYS_INLINE void on_sent(Backend& backend, io_object& io, int result) {
+  IOCP_ALWAYS_INLINE void send_completed(Backend& backend, io_object& io, int result) {
     connection_type& c = static_cast<connection_type&>(io);
     if (c.closing_) {
       maybe_finalize(c);
@@ -404,14 +414,14 @@ public:
 
   /// Bytes written at once by a send (epoll's send_now), reported a round later.
   template <class Backend>
-  void on_sent_direct(Backend& backend, io_object& io, int bytes) {
+  void send_completed_at_once(Backend& backend, io_object& io, int bytes) {
     connection_type& c = static_cast<connection_type&>(io);
     if (!c.closing_) after_sent(backend, c, static_cast<std::size_t>(bytes));
     maybe_finalize(c);
   }
 
   /// Carries out what other threads posted, in order, then a stop they asked for.
-  void on_wake() {
+  void wake_completed() {
     const bool stop = stop_asked_.load(std::memory_order_acquire);
     // Consecutive records for one connection (a burst of sends) look it up once: no connection is
     // freed while the inbox is drained (that waits for the deferred round).
@@ -455,7 +465,7 @@ public:
 
   /// The backend could not wait or submit (e.g. a seccomp profile that refuses io_uring_enter
   /// after setup was allowed). Reported, and paced, so that a lasting failure cannot spin a core.
-  void on_backend_error(std::error_code e) {
+  void backend_failed(std::error_code e) {
     report(e, operation::submit);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -677,17 +687,17 @@ private:
   /// pieces of a receive's size: a handler that pauses again (its send queue full once more) keeps
   /// the rest held, instead of being handed all of it at once to queue.
   void deliver_held(connection_type& conn) {
-    if (conn.closing_ || conn.recv_paused || !conn.held_) return;
+    if (conn.closing_ || conn.receive_paused || !conn.held_) return;
     ++conn.callback_depth_; // conn stays while its held input is handed over
     held_input* held = std::exchange(conn.held_, nullptr);
     std::size_t at = 0;
-    while (at < held->size && !conn.closing_ && !conn.recv_paused) {
+    while (at < held->size && !conn.closing_ && !conn.receive_paused) {
       const std::size_t n = (std::min)(options_.receive_buffer_size, held->size - at);
       conn.last_active_ns_ = now_ns_;
       deliver(conn, std::span<const std::byte>(held->data + at, n));
       at += n;
     }
-    if (!conn.closing_ && (at < held->size || (held->eof && conn.recv_paused))) {
+    if (!conn.closing_ && (at < held->size || (held->eof && conn.receive_paused))) {
       // Paused again: the rest (and the FIN, if it came) waits for the next resume.
       std::memmove(held->data, held->data + at, held->size - at);
       held->size -= at;
@@ -738,12 +748,12 @@ private:
 
   template <class Backend>
   IOCP_ALWAYS_INLINE void rearm_receive(Backend& backend, connection_type& c) {
-    // recv_pending first: a multishot receive stays armed, so this is usually all there is to check.
-    if (!c.recv_pending && !c.closing_ && !c.peer_eof_ && !c.recv_paused && !c.held_) {
+    // receive_pending first: a multishot receive stays armed, so this is usually all there is to check.
+    if (!c.receive_pending && !c.closing_ && !c.peer_eof_ && !c.receive_paused && !c.held_) {
       // A throttled connection (see pause_receiving) receives single-shot until the peer has taken
       // everything queued; checked here, where a receive is armed, not on the per-message path.
-      if (c.recv_single_shot && c.queue_.empty()) c.recv_single_shot = false;
-      backend.start_recv(c);
+      if (c.receive_single_shot && c.queue_.empty()) c.receive_single_shot = false;
+      backend.start_receive(c);
     }
   }
   void rearm_receive(connection_type& c) {
@@ -754,7 +764,7 @@ private:
   /// are read and dropped so the peer's FIN is seen, even if receiving had been paused.
   void stop_reading(connection_type& c) {
     c.read_shut_ = true;
-    c.recv_paused = false;
+    c.receive_paused = false;
     if (c.held_) {
       c.held_->size = 0;
       if (c.held_->eof) { // the FIN was held: it is reported from the loop, as after a resume
@@ -832,7 +842,7 @@ private:
     }
     connection_type& c = *::new (memory) connection_type(this);
     c.fd = fd;
-    c.recv_buffer = buffer;
+    c.receive_buffer = buffer;
     std::error_code refused;
     try {
       c.id_ = map().insert(connection_entry{index_, &c});
@@ -1044,7 +1054,7 @@ private:
       finalize_if_released(c);
   }
   IOCP_NOINLINE void finalize_if_released(connection_type& c) {
-    if (c.recv_pending || c.send_pending || c.callback_depth_ || c.deferred_) return;
+    if (c.receive_pending || c.send_pending || c.callback_depth_ || c.deferred_) return;
     map().erase(c.id_);
     if (int e = with_backend([&](auto& b) { return b.release(c); })) report(errno_code(e), operation::close);
     unlink(c);
@@ -1082,7 +1092,7 @@ private:
     if (deadlines_.contains(c.deadline_)) deadlines_.remove(c.deadline_);
     drop_queue(c);
     free_held(std::exchange(c.held_, nullptr));
-    if (c.recv_buffer) allocator_.deallocate(c.recv_buffer, options_.receive_buffer_size);
+    if (c.receive_buffer) allocator_.deallocate(c.receive_buffer, options_.receive_buffer_size);
     c.~connection_type();
     allocator_.deallocate(&c, sizeof(connection_type));
   }

@@ -81,14 +81,14 @@ public:
     complete_later(op_accept, &ctx, -ECANCELED);
   }
 
-  void start_recv(io_object& io) {
-    io.recv_pending = true;
+  void start_receive(io_object& io) {
+    io.receive_pending = true;
     update_interest(io);
   }
 
   /// Receiving paused: stop watching for input (the socket's buffer holds what arrives).
-  void pause_recv(io_object& io) {
-    io.recv_pending = false;
+  void pause_receive(io_object& io) {
+    io.receive_pending = false;
     update_interest(io);
   }
 
@@ -121,12 +121,12 @@ public:
   }
 
   void cancel(io_object& io) {
-    if (io.recv_pending) complete_later(op_recv, &io, -ECANCELED);
+    if (io.receive_pending) complete_later(op_receive, &io, -ECANCELED);
     if (io.send_waiting) {
       io.send_waiting = false;
       complete_later(op_send, &io, -ECANCELED);
     }
-    // recv_pending stays set until the cancellation is reported; stop watching the socket now.
+    // receive_pending stays set until the cancellation is reported; stop watching the socket now.
     if (io.registered) {
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, io.fd, nullptr);
       io.registered = false;
@@ -163,7 +163,7 @@ public:
     if (!ready_.empty()) timeout_ms = 0;
     int n = call_unless_fault(testing::fault_site::wait,
                               [&] { return ::epoll_wait(epoll_fd_, events_, max_events, timeout_ms); });
-    if (n < 0 && errno != EINTR) sink.on_backend_error(last_error());
+    if (n < 0 && errno != EINTR) sink.backend_failed(last_error());
     sink.begin_round();
     dispatching_ = true;
     for (int i = 0; i < n; ++i)
@@ -183,7 +183,7 @@ public:
 private:
   enum : std::uint64_t {
     op_accept = 1,
-    op_recv = 2,
+    op_receive = 2,
     op_send = 3,
     op_wake = 4,
     op_io = 5,
@@ -212,25 +212,25 @@ private:
     case op_accept: {
       auto& ctx = *static_cast<accept_context*>(c.object);
       ctx.pending = false;
-      sink.on_accepted(ctx, c.result);
+      sink.accept_completed(ctx, c.result);
       break;
     }
-    case op_recv: {
+    case op_receive: {
       auto& io = *static_cast<io_object*>(c.object);
-      io.recv_pending = false;
-      sink.on_received(*this, io, c.result, nullptr);
+      io.receive_pending = false;
+      sink.receive_completed(*this, io, c.result, nullptr);
       break;
     }
     case op_send: {
       auto& io = *static_cast<io_object*>(c.object);
       io.send_pending = false;
-      sink.on_sent(*this, io, c.result);
+      sink.send_completed(*this, io, c.result);
       break;
     }
     case op_send_direct: {
       auto& io = *static_cast<io_object*>(c.object);
       io.send_pending = false;
-      sink.on_sent_direct(*this, io, c.result);
+      sink.send_completed_at_once(*this, io, c.result);
       break;
     }
     }
@@ -238,7 +238,8 @@ private:
 
   /// Usually nothing changes (a receive re-armed on a registered socket): that check stays inline.
   IOCP_ALWAYS_INLINE void update_interest(io_object& io) {
-    std::uint32_t wanted = (io.recv_pending ? EPOLLIN | EPOLLRDHUP : 0u) | (io.send_waiting ? EPOLLOUT : 0u);
+    std::uint32_t wanted =
+        (io.receive_pending ? EPOLLIN | EPOLLRDHUP : 0u) | (io.send_waiting ? EPOLLOUT : 0u);
     if (io.registered && wanted == io.registered_events) return;
     change_interest(io, wanted);
   }
@@ -256,7 +257,7 @@ private:
     if (control(io.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io.fd, &ev) != 0) {
       int e = errno;
       // The socket cannot be watched: fail what waits on it rather than leave it hanging.
-      if (io.recv_pending) complete_later(op_recv, &io, -e);
+      if (io.receive_pending) complete_later(op_receive, &io, -e);
       if (io.send_waiting) {
         io.send_waiting = false;
         complete_later(op_send, &io, -e);
@@ -292,7 +293,7 @@ private:
     if (op == op_wake) {
       std::uint64_t value;
       while (::read(wake_fd_, &value, sizeof value) > 0) {}
-      sink.on_wake();
+      sink.wake_completed();
       return;
     }
     if (op == op_accept) {
@@ -307,19 +308,20 @@ private:
         io->send_waiting = false;
         io->send_pending = false;
         update_interest(*io);
-        sink.on_sent(*this, *io, result);
+        sink.send_completed(*this, *io, result);
         if (!cancelled_.empty() && was_cancelled(io)) return;
       }
     }
-    if (io->recv_pending && (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
-      ssize_t n = call_unless_fault(testing::fault_site::receive,
-                                    [&] { return raw_recv(io->fd, receive_buffer_.get(), receive_size_); });
+    if (io->receive_pending && (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
+      ssize_t n = call_unless_fault(testing::fault_site::receive, [&] {
+        return raw_receive(io->fd, receive_buffer_.get(), receive_size_);
+      });
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      io->recv_pending = false;
+      io->receive_pending = false;
       int result = n >= 0 ? static_cast<int>(n) : -errno;
-      sink.on_received(*this, *io, result, receive_buffer_.get());
+      sink.receive_completed(*this, *io, result, receive_buffer_.get());
       // The sink re-arms the receive in the usual case; if it did not, stop watching for input.
-      if (!(!cancelled_.empty() && was_cancelled(io)) && !io->recv_pending) update_interest(*io);
+      if (!(!cancelled_.empty() && was_cancelled(io)) && !io->receive_pending) update_interest(*io);
     }
   }
 
@@ -336,7 +338,7 @@ private:
       if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return; // another thread took it
       armed_accept_ = nullptr;
       ctx.pending = false;
-      sink.on_accepted(ctx, fd >= 0 ? fd : -errno); // usually re-arms through start_accept()
+      sink.accept_completed(ctx, fd >= 0 ? fd : -errno); // usually re-arms through start_accept()
     }
     // Not re-armed (the loop is backing off or stopping): a level-triggered listener would wake us
     // for nothing until then.

@@ -15,28 +15,28 @@ namespace iocp::detail {
 
 struct io_object {
   int fd = -1;
-  bool recv_pending = false;
+  bool receive_pending = false;
   bool send_pending = false;
   // io_uring: the loop asked for the pending operations to end; never re-arm them on its behalf.
   bool cancel_requested = false;
   // The loop paused receiving: no receive is re-armed on its behalf. io_uring: a cancel of the
   // multishot receive is on its way.
-  bool recv_paused = false;
-  bool recv_pause_cancelling = false;
+  bool receive_paused = false;
+  bool receive_pause_cancelling = false;
   // io_uring: the receive ran dry of ring buffers and waits, still pending, to be re-armed.
-  bool recv_starved = false;
+  bool receive_starved = false;
   // io_uring: arm single-shot receives, not multishot (the loop's choice: a throttled connection).
-  bool recv_single_shot = false;
+  bool receive_single_shot = false;
   // epoll only: the send is waiting for EPOLLOUT, and the interest set registered for fd.
   bool send_waiting = false;
   std::uint32_t registered_events = 0;
   bool registered = false;
   // io_uring without provided buffers: where a receive lands.
-  std::byte* recv_buffer = nullptr;
+  std::byte* receive_buffer = nullptr;
   // epoll only: what the pending send carries.
   const std::byte* send_data = nullptr;
   std::size_t send_size = 0;
-  // io_uring: the next receive waiting for ring buffers (see recv_starved).
+  // io_uring: the next receive waiting for ring buffers (see receive_starved).
   io_object* starved_next = nullptr;
 };
 

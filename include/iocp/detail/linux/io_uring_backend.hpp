@@ -2,7 +2,7 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #pragma once
 
-// The io_uring backend of one I/O thread: accept, recv and send as ring operations; completions go
+// The io_uring backend of one I/O thread: accept, receive and send as ring operations; completions go
 // to the event loop (the Sink) as plain events. Each operation's user_data is the address of its
 // object with the operation kind in the low bits.
 
@@ -104,21 +104,21 @@ public:
   }
 
   /// With the buffer ring, one multishot receive stays armed for the connection's whole life
-  /// (recv_pending stays set while the kernel says more will come).
-  void start_recv(io_object& io) {
-    io.recv_pending = true;
+  /// (receive_pending stays set while the kernel says more will come).
+  void start_receive(io_object& io) {
+    io.receive_pending = true;
     io.cancel_requested = false;
     io_uring_sqe* sqe = sqe_for_submit();
     sqe->opcode = IORING_OP_RECV;
     sqe->fd = io.fd;
-    sqe->user_data = tag(&io, op_recv);
+    sqe->user_data = tag(&io, op_receive);
     if (buffers_.is_open()) {
       // len 0: each buffer's own length (multishot receive refuses any other before Linux 6.x).
       sqe->flags = IOSQE_BUFFER_SELECT;
       sqe->buf_group = buffers_.group();
-      if (multishot_ && !io.recv_single_shot) sqe->ioprio = IORING_RECV_MULTISHOT;
+      if (multishot_ && !io.receive_single_shot) sqe->ioprio = IORING_RECV_MULTISHOT;
     } else {
-      sqe->addr = reinterpret_cast<std::uint64_t>(io.recv_buffer);
+      sqe->addr = reinterpret_cast<std::uint64_t>(io.receive_buffer);
       sqe->len = receive_size_;
     }
   }
@@ -163,18 +163,19 @@ public:
   /// Receiving paused: a receive from the buffer ring (multishot or single-shot) is cancelled (what
   /// it brings until then still completes); one into the connection's own buffer (no ring) is left
   /// to complete, and is not re-armed.
-  void pause_recv(io_object& io) {
+  void pause_receive(io_object& io) {
     // A starved receive is in no kernel queue: rearm_starved() ends it while it is paused.
-    if (!io.recv_pending || !buffers_.is_open() || io.recv_pause_cancelling || io.recv_starved) return;
-    io.recv_pause_cancelling = true;
-    cancel_user_data(tag(&io, op_recv));
+    if (!io.receive_pending || !buffers_.is_open() || io.receive_pause_cancelling || io.receive_starved)
+      return;
+    io.receive_pause_cancelling = true;
+    cancel_user_data(tag(&io, op_receive));
   }
 
   /// Every pending operation of `io` completes soon, with -ECANCELED if it had not finished. (A
   /// receive waiting for buffers is in no kernel queue: the next round reports it cancelled.)
   void cancel(io_object& io) {
     io.cancel_requested = true;
-    if (io.recv_pending && !io.recv_starved) cancel_user_data(tag(&io, op_recv));
+    if (io.receive_pending && !io.receive_starved) cancel_user_data(tag(&io, op_receive));
     if (io.send_pending) cancel_user_data(tag(&io, op_send));
   }
 
@@ -186,7 +187,7 @@ public:
     return e;
   }
 
-  /// Thread-safe: makes a waiting run_once() return and report on_wake().
+  /// Thread-safe: makes a waiting run_once() return and report wake_completed().
   void wake() noexcept {
     std::uint64_t one = 1;
     [[maybe_unused]] auto r = ::write(wake_fd_, &one, sizeof one);
@@ -204,15 +205,15 @@ public:
     sink.begin_round();
     const unsigned reaped = ring_.for_each_completion([&](const io_uring_cqe& cqe) { dispatch(cqe, sink); },
                                                       ring_.completion_entries());
-    if (int e = std::exchange(deferred_submit_error_, 0)) sink.on_backend_error(errno_code(e));
+    if (int e = std::exchange(deferred_submit_error_, 0)) sink.backend_failed(errno_code(e));
     // -EBUSY/-EAGAIN with completions to reap: the kernel wanted room, and now has it. Any other
     // failure, and those with nothing reaped, is reported and paced (a lasting one must not spin).
     if (r < 0 && r != -ETIME && r != -EINTR && !((r == -EBUSY || r == -EAGAIN) && reaped))
-      sink.on_backend_error(errno_code(-r));
+      sink.backend_failed(errno_code(-r));
   }
 
 private:
-  enum : std::uint64_t { op_none = 0, op_accept = 1, op_recv = 2, op_send = 3, op_wake = 4 };
+  enum : std::uint64_t { op_none = 0, op_accept = 1, op_receive = 2, op_send = 3, op_wake = 4 };
   static constexpr std::uint64_t tag_mask = 7;
 
   static std::uint64_t tag(void* object, std::uint64_t op) noexcept {
@@ -224,34 +225,34 @@ private:
   IOCP_ALWAYS_INLINE void dispatch(const io_uring_cqe& cqe, Sink& sink) {
     void* object = reinterpret_cast<void*>(cqe.user_data & ~tag_mask);
     const std::uint64_t op = cqe.user_data & tag_mask;
-    if (op == op_recv) {
-      on_recv_completion(*static_cast<io_object*>(object), cqe, sink);
+    if (op == op_receive) {
+      on_receive_completion(*static_cast<io_object*>(object), cqe, sink);
     } else if (op == op_send) {
       auto& io = *static_cast<io_object*>(object);
       io.send_pending = false;
       int result = cqe.res;
       if (int e = injected_fault(testing::fault_site::send)) [[unlikely]]
         result = -e;
-      sink.on_sent(*this, io, result);
+      sink.send_completed(*this, io, result);
     } else if (op == op_accept) {
       on_accept_completion(*static_cast<accept_context*>(object), cqe, sink);
     } else if (op == op_wake) {
       post_wake_read();
-      sink.on_wake();
+      sink.wake_completed();
     } // else op_none: a cancel request's own completion
   }
 
   template <class Sink>
-  IOCP_ALWAYS_INLINE void on_recv_completion(io_object& io, const io_uring_cqe& cqe, Sink& sink) {
+  IOCP_ALWAYS_INLINE void on_receive_completion(io_object& io, const io_uring_cqe& cqe, Sink& sink) {
     int result = cqe.res;
     const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
     if (!more) [[unlikely]] {
-      if (!recv_ended(io, result)) return; // armed again, unseen by the loop
+      if (!receive_ended(io, result)) return; // armed again, unseen by the loop
     }
     // Failed with its multishot receive still armed: the loop's close cancels it.
     if (int e = injected_fault(testing::fault_site::receive)) [[unlikely]]
       result = -e;
-    io.recv_pending = more;
+    io.receive_pending = more;
     // One call site, so that the loop's on_received inlines here.
     if (cqe.flags & IORING_CQE_F_BUFFER) {
       const auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
@@ -263,11 +264,11 @@ private:
           result > 0 && lendable_left_ ? (std::min)(static_cast<std::size_t>(result), lend_limit_) : 0;
       current_.id = id;
       current_.lent = false;
-      sink.on_received(*this, io, result, data); // may free `io`: do not touch it after
+      sink.receive_completed(*this, io, result, data); // may free `io`: do not touch it after
       current_.size = 0;
       if (!current_.lent) buffers_.recycle(id, data);
     } else {
-      sink.on_received(*this, io, result, io.recv_buffer);
+      sink.receive_completed(*this, io, result, io.receive_buffer);
     }
   }
 
@@ -291,10 +292,10 @@ private:
       }
     }
     if (int e = injected_fault(testing::fault_site::accept)) [[unlikely]] {
-      sink.on_accepted(ctx, fail_accept(ctx, cqe.res, e));
+      sink.accept_completed(ctx, fail_accept(ctx, cqe.res, e));
       return;
     }
-    sink.on_accepted(ctx, cqe.res);
+    sink.accept_completed(ctx, cqe.res);
   }
 
   /// An accept made to fail (fault injection) ends as a real failure does: the descriptor it
@@ -324,23 +325,23 @@ private:
   /// A receive completed without IORING_CQE_F_MORE: the kernel holds it no longer. False: it will
   /// be armed again, and the loop need not hear of it; `result` may become -ECANCELED (a paused
   /// receive's cancel is no error).
-  IOCP_NOINLINE bool recv_ended(io_object& io, int& result) {
-    if (io.recv_pause_cancelling) {
+  IOCP_NOINLINE bool receive_ended(io_object& io, int& result) {
+    if (io.receive_pause_cancelling) {
       // The multishot receive ended, by the pause's cancel or otherwise. If receiving resumed
       // meanwhile, carry on receiving; if not, its end is no error (-ECANCELED tells the loop).
-      io.recv_pause_cancelling = false;
+      io.receive_pause_cancelling = false;
       if (result == -ECANCELED || result == -ENOBUFS) {
-        if (!io.recv_paused && !io.cancel_requested) {
+        if (!io.receive_paused && !io.cancel_requested) {
           if (result == -ENOBUFS)
             starve(io);
           else
-            start_recv(io);
+            start_receive(io);
           return false;
         }
         result = -ECANCELED;
       }
     }
-    if (buffers_.is_open() && !io.cancel_requested && !io.recv_paused) {
+    if (buffers_.is_open() && !io.cancel_requested && !io.receive_paused) {
       // The ring ran dry: the receive waits until buffers are back (see starve). Or this kernel has
       // buffer rings but not multishot receive: single-shot receives from now on.
       if (result == -ENOBUFS) {
@@ -349,7 +350,7 @@ private:
       }
       if (result == -EINVAL && multishot_) {
         multishot_ = false;
-        start_recv(io);
+        start_receive(io);
         return false;
       }
     }
@@ -361,7 +362,7 @@ private:
   /// submission), and again, for as long as the burst lasts: it waits in a FIFO instead, still
   /// pending for the loop, and rearm_starved() starts it once buffers are back in the ring.
   void starve(io_object& io) noexcept {
-    io.recv_starved = true;
+    io.receive_starved = true;
     io.starved_next = nullptr;
     if (starved_tail_)
       starved_tail_->starved_next = &io;
@@ -381,20 +382,20 @@ private:
     unsigned room = buffer_count_ - (max_lent_ - lendable_left_);
     while (starved_head_) {
       io_object& io = *starved_head_;
-      const bool ended = io.cancel_requested || io.recv_paused;
+      const bool ended = io.cancel_requested || io.receive_paused;
       if (!ended && room == 0) break;
       starved_head_ = io.starved_next;
       if (!starved_head_) starved_tail_ = nullptr;
       io.starved_next = nullptr;
-      io.recv_starved = false;
+      io.receive_starved = false;
       if (ended) {
-        io.recv_pending = false;
-        io.recv_pause_cancelling = false;
+        io.receive_pending = false;
+        io.receive_pause_cancelling = false;
         reported = true;
-        sink.on_received(*this, io, -ECANCELED, nullptr); // may free `io`
+        sink.receive_completed(*this, io, -ECANCELED, nullptr); // may free `io`
       } else {
         --room;
-        start_recv(io);
+        start_receive(io);
       }
     }
     return reported;

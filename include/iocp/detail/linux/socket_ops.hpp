@@ -79,7 +79,7 @@ inline std::error_code shutdown_send(socket_handle fd) noexcept {
 inline ssize_t raw_send(int fd, const void* data, std::size_t size) noexcept {
   return ::syscall(SYS_sendto, fd, data, size, MSG_NOSIGNAL, nullptr, 0);
 }
-inline ssize_t raw_recv(int fd, void* data, std::size_t size) noexcept {
+inline ssize_t raw_receive(int fd, void* data, std::size_t size) noexcept {
   return ::syscall(SYS_recvfrom, fd, data, size, 0, nullptr, nullptr);
 }
 

@@ -14,30 +14,30 @@
 
 namespace iocp::detail {
 
-enum class win_op_kind : std::uint8_t { accept, recv, send };
+enum class win_op_kind : std::uint8_t { accept, receive, send };
 
 /// An OVERLAPPED with what its completion is about. The OVERLAPPED comes first: the pointer the
 /// port hands back is the operation's address.
 struct win_operation {
   OVERLAPPED overlapped{};
-  win_op_kind kind = win_op_kind::recv;
+  win_op_kind kind = win_op_kind::receive;
   void* owner = nullptr;
 };
 
 struct io_object {
   SOCKET fd = INVALID_SOCKET;
-  bool recv_pending = false;
+  bool receive_pending = false;
   bool send_pending = false;
   bool cancel_requested = false;
   // The loop paused receiving: a pending receive completes into the loop's hold, none is re-armed.
-  bool recv_paused = false;
+  bool receive_paused = false;
   // Receives are single-shot on IOCP anyway (the loop sets this for a throttled connection).
-  bool recv_single_shot = false;
+  bool receive_single_shot = false;
   // The socket is associated with the owning thread's completion port (on its first operation).
   bool associated = false;
   // Where a receive lands: an overlapped receive needs its own buffer until it completes.
-  std::byte* recv_buffer = nullptr;
-  win_operation recv_op;
+  std::byte* receive_buffer = nullptr;
+  win_operation receive_op;
   win_operation send_op;
 };
 

@@ -94,20 +94,20 @@ public:
       ::CancelIoEx(reinterpret_cast<HANDLE>(listen_), &ctx.op.overlapped);
   }
 
-  void start_recv(io_object& io) {
-    io.recv_pending = true;
+  void start_receive(io_object& io) {
+    io.receive_pending = true;
     io.cancel_requested = false;
-    io.recv_op.kind = win_op_kind::recv;
-    io.recv_op.owner = &io;
-    io.recv_op.overlapped = OVERLAPPED{};
-    if (!associate(io, io.recv_op)) return;
-    WSABUF buffer{receive_size_, reinterpret_cast<char*>(io.recv_buffer)};
+    io.receive_op.kind = win_op_kind::receive;
+    io.receive_op.owner = &io;
+    io.receive_op.overlapped = OVERLAPPED{};
+    if (!associate(io, io.receive_op)) return;
+    WSABUF buffer{receive_size_, reinterpret_cast<char*>(io.receive_buffer)};
     DWORD flags = 0;
     if (call_unless_fault(testing::fault_site::receive_start, SOCKET_ERROR, [&] {
-          return ::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.recv_op.overlapped, nullptr);
+          return ::WSARecv(io.fd, &buffer, 1, nullptr, &flags, &io.receive_op.overlapped, nullptr);
         }) != 0) {
       int e = ::WSAGetLastError();
-      if (e != WSA_IO_PENDING) complete_later(io.recv_op, -e);
+      if (e != WSA_IO_PENDING) complete_later(io.receive_op, -e);
     }
   }
 
@@ -132,11 +132,11 @@ public:
   /// finished.
   /// Receiving paused: the pending receive completes when data comes (the loop holds it) and is
   /// not re-armed. Cancelling it instead could lose the bytes it had already taken.
-  void pause_recv(io_object&) noexcept {}
+  void pause_receive(io_object&) noexcept {}
 
   void cancel(io_object& io) {
     io.cancel_requested = true;
-    if ((io.recv_pending || io.send_pending) && io.fd != INVALID_SOCKET)
+    if ((io.receive_pending || io.send_pending) && io.fd != INVALID_SOCKET)
       ::CancelIoEx(reinterpret_cast<HANDLE>(io.fd), nullptr);
   }
 
@@ -148,7 +148,7 @@ public:
     return e;
   }
 
-  /// Thread-safe: makes a waiting run_once() return and report on_wake().
+  /// Thread-safe: makes a waiting run_once() return and report wake_completed().
   void wake() noexcept { ::PostQueuedCompletionStatus(port_, 0, wake_key, nullptr); }
 
   /// Waits up to timeout_ns (negative: no limit, 0: just look) and reports every completion.
@@ -165,13 +165,13 @@ public:
         })) {
       DWORD e = ::GetLastError();
       count = 0;
-      if (e != WAIT_TIMEOUT) sink.on_backend_error(errno_code(static_cast<int>(e)));
+      if (e != WAIT_TIMEOUT) sink.backend_failed(errno_code(static_cast<int>(e)));
     }
     sink.begin_round();
     for (ULONG i = 0; i < count; ++i) {
       const OVERLAPPED_ENTRY& entry = entries_[i];
       if (!entry.lpOverlapped) {
-        sink.on_wake();
+        sink.wake_completed();
         continue;
       }
       auto& op = *reinterpret_cast<win_operation*>(entry.lpOverlapped);
@@ -235,7 +235,7 @@ private:
   static testing::fault_site completion_site(win_op_kind kind) noexcept {
     switch (kind) {
     case win_op_kind::accept: return testing::fault_site::accept;
-    case win_op_kind::recv: return testing::fault_site::receive;
+    case win_op_kind::receive: return testing::fault_site::receive;
     case win_op_kind::send: return testing::fault_site::send;
     }
     return testing::fault_site::send;
@@ -264,19 +264,19 @@ private:
         ::closesocket(ctx.socket); // whatever failed, this socket is dropped; the loop posts anew
         ctx.socket = INVALID_SOCKET;
       }
-      sink.on_accepted(ctx, result);
+      sink.accept_completed(ctx, result);
       break;
     }
-    case win_op_kind::recv: {
+    case win_op_kind::receive: {
       auto& io = *static_cast<io_object*>(op.owner);
-      io.recv_pending = false;
-      sink.on_received(*this, io, result, io.recv_buffer); // may free `io`
+      io.receive_pending = false;
+      sink.receive_completed(*this, io, result, io.receive_buffer); // may free `io`
       break;
     }
     case win_op_kind::send: {
       auto& io = *static_cast<io_object*>(op.owner);
       io.send_pending = false;
-      sink.on_sent(*this, io, result); // may free `io`
+      sink.send_completed(*this, io, result); // may free `io`
       break;
     }
     }
