@@ -21,14 +21,19 @@ build=${BUILD_DIR:-build-$kind}
 [ -f "$build/build.ninja" ] ||
   meson setup "$build" -Db_sanitize="$sanitize" -Db_lundef=false -Dbenchmarks=false "${options[@]}" >/dev/null
 if [ $# -eq 0 ]; then
-  # Only the unit suite's programs: the stress suite and the example are not run here, and each
+  # Only the unit suite's programs (and the example its script drives): the stress suite is not run here, and each
   # sanitized translation unit costs minutes of CPU.
   mapfile -t targets < <(meson introspect "$build" --tests | python3 -c '
 import json, os, sys
 build = os.path.realpath(sys.argv[1])
 for t in json.load(sys.stdin):
     if any(s.split(":")[-1] == "unit" for s in t["suite"]):
-        print(os.path.relpath(os.path.realpath(t["cmd"][0]), build))' "$build" | sort -u)
+        # The programs a test runs that the build makes: the test program itself, or for a
+        # script (test_chat_server.py, run by python3) the example it drives.
+        for arg in t["cmd"]:
+            path = os.path.realpath(arg)
+            if path.startswith(build + os.sep):
+                print(os.path.relpath(path, build))' "$build" | sort -u)
   ninja -C "$build" "${targets[@]}"
   set -- --suite unit --no-rebuild
 else
