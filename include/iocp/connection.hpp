@@ -19,6 +19,7 @@
 
 #include "iocp/connection_id.hpp"
 #include "iocp/detail/backend.hpp"
+#include "iocp/detail/close_state.hpp"
 #include "iocp/detail/inline.hpp"
 #include "iocp/detail/loop_timers.hpp"
 #include "iocp/detail/send_budget.hpp"
@@ -150,13 +151,10 @@ private:
   detail::held_input* held_ = nullptr;
   std::uint8_t callback_depth_ = 0;
   bool announced_ = false; // on_connected was called: on_disconnected is owed
-  bool closing_ = false;   // closed for business; waiting for the kernel to let go
-  bool peer_eof_ = false;  // the peer's FIN arrived
-  bool read_shut_ = false; // incoming data is discarded
-  bool write_shut_requested_ = false;
-  bool write_shut_done_ = false; // our FIN is out
-  bool disconnect_requested_ = false;
-  bool lingering_ = false;
+  // Where the close sequence is (detail/close_state.hpp: its states and legal transitions).
+  detail::close_state close_ = detail::close_state::open;
+  bool peer_eof_ = false;         // the peer's FIN arrived
+  bool read_shut_ = false;        // incoming data is discarded
   bool above_high_water_ = false; // on_send_queue_high ran or is owed; on_send_queue_low is owed
   // Work the loop owes when the running callback returns (event_loop::invoke), or, outside a
   // callback, in its deferred round (event_loop::run_deferred): never inside a call the user made.

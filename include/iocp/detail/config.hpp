@@ -14,6 +14,8 @@
 //   IOCP_NO_WIN32_LEAN_AND_MEAN   Windows: iocp.hpp does not define WIN32_LEAN_AND_MEAN around
 //                                 <windows.h>
 //   IOCP_NO_NOMINMAX              Windows: iocp.hpp does not define NOMINMAX around <windows.h>
+//   IOCP_ENABLE_ASSERTS           the library's invariants are checked (IOCP_ASSERT, detail/assert.hpp):
+//                                 on in the unit tests and the fuzzers, off by default
 //   IOCP_TEST_BACKEND             the fuzzer only (test/fuzz/fuzz_event_loop.cpp): names a class
 //                                 whose fake backends replace io_uring and epoll
 //
@@ -22,6 +24,7 @@
 //
 // Defined by the library for its own use:
 //   IOCP_ALWAYS_INLINE, IOCP_NOINLINE      inlining on the per-message path (detail/inline.hpp)
+//   IOCP_ASSERT                            an invariant, checked with IOCP_ENABLE_ASSERTS (detail/assert.hpp)
 //   IOCP_DETAIL_CHECK_CALLBACK             a handler callback's signature check (handler.hpp)
 //   IOCP_DEFINED_WIN32_LEAN_AND_MEAN, IOCP_DEFINED_NOMINMAX
 //                                          what windows_headers.hpp defined, undefined after
