@@ -24,14 +24,8 @@
 // of all), --echo (the sender gets its own message back, last) and --heartbeat 0; --map and
 // --threading choose the ConnectionMap and ThreadingPolicy policies it compares.
 
-#if defined(_WIN32)
-#include "iocp/detail/win/windows_headers.hpp"
-#else
-#include <csignal>
-#endif
 #include <array>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -50,6 +44,8 @@
 
 #include "iocp/iocp.hpp"
 #include "iocp/lockfree_map.hpp"
+
+#include "example_support.hpp"
 
 namespace {
 
@@ -278,51 +274,24 @@ private:
   }
 };
 
-#if defined(_WIN32)
-std::mutex stop_mutex;
-std::condition_variable stop_requested;
-bool stop_flag = false;
-BOOL WINAPI on_console_event(DWORD) {
-  {
-    std::lock_guard lock(stop_mutex);
-    stop_flag = true;
-  }
-  stop_requested.notify_all();
-  return TRUE;
-}
-#else
-sigset_t stop_signals;
-#endif
-
-void wait_for_stop_signal() {
-#if defined(_WIN32)
-  std::unique_lock lock(stop_mutex);
-  stop_requested.wait(lock, [] { return stop_flag; });
-#else
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-#endif
-}
-
 [[noreturn]] void usage(const std::string& message) {
   std::fprintf(stderr,
                "chat_server: %s\n"
-               "usage: chat_server [--address A] [--port P] [--threads N] [--backend auto|io_uring|epoll]\n"
+               "usage: chat_server [--address A] [--port P] [--threads N] [--backend %s]\n"
                "                   [--heartbeat MS] [--relay-thread] [--map mutex|lockfree]\n"
                "                   [--threading single|pool] [--fanout K] [--echo] [--fixed S]\n",
-               message.c_str());
+               message.c_str(), example::backend_choices);
   std::exit(2);
 }
 
 unsigned long parse_number(std::string_view text, unsigned long max, const char* what) {
-  unsigned long value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc{} || end != text.data() + text.size() || value > max) usage(what);
-  return value;
+  const auto value = example::parse_number(text, max);
+  if (!value) usage(what);
+  return *value;
 }
 
 template <class Map, class Threading>
-int serve(const iocp::server_options& options, const chat_settings& settings) {
+int serve(const iocp::server_options& options, const chat_settings& settings, example::stop_signals& stop) {
   using server_type = iocp::basic_iocp_server<chat_handler, iocp::pooled_allocator, Map, Threading>;
   try {
     relay relay_queue;
@@ -347,7 +316,7 @@ int serve(const iocp::server_options& options, const chat_settings& settings) {
       });
     }
     std::cout << "listening on " << server.local_endpoint().to_string() << std::endl;
-    wait_for_stop_signal();
+    stop.wait();
     server.stop(std::chrono::seconds(2));
     relay_queue.stop();
     if (worker.joinable()) worker.join();
@@ -382,17 +351,10 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) usage("missing value for " + std::string(arg));
     std::string_view value = argv[++i];
-    if (arg == "--address") {
-      options.address = std::string(value);
-    } else if (arg == "--port") {
-      options.port = static_cast<std::uint16_t>(parse_number(value, 65535, "bad --port"));
-    } else if (arg == "--threads") {
-      options.threads = parse_number(value, 4096, "bad --threads");
-    } else if (arg == "--backend") {
-      auto b = iocp::parse_backend(value);
-      if (!b) usage("bad --backend");
-      options.io_backend = *b;
-    } else if (arg == "--heartbeat") {
+    const auto common = example::parse_server_option(arg, value, options);
+    if (common == example::option_result::bad_value) usage("bad " + std::string(arg));
+    if (common == example::option_result::parsed) continue;
+    if (arg == "--heartbeat") {
       settings.heartbeat = std::chrono::milliseconds(parse_number(value, 86'400'000, "bad --heartbeat"));
     } else if (arg == "--map") {
       map = value;
@@ -410,20 +372,12 @@ int main(int argc, char** argv) {
   if (map != "mutex" && map != "lockfree") usage("--map is mutex or lockfree");
   if (threading != "single" && threading != "pool") usage("--threading is single or pool");
 
-#if defined(_WIN32)
-  ::SetConsoleCtrlHandler(on_console_event, TRUE);
-#else
-  // Block the stop signals before any thread starts (they inherit the mask): they reach sigwait().
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-#endif
-
+  // Before any thread starts: they inherit the blocked signals (see example_support.hpp).
+  example::stop_signals stop;
   const bool pool = threading == "pool";
   if (map == "mutex")
-    return pool ? serve<iocp::mutex_map, iocp::thread_pool>(options, settings)
-                : serve<iocp::mutex_map, iocp::single_threaded>(options, settings);
-  return pool ? serve<iocp::lockfree_map, iocp::thread_pool>(options, settings)
-              : serve<iocp::lockfree_map, iocp::single_threaded>(options, settings);
+    return pool ? serve<iocp::mutex_map, iocp::thread_pool>(options, settings, stop)
+                : serve<iocp::mutex_map, iocp::single_threaded>(options, settings, stop);
+  return pool ? serve<iocp::lockfree_map, iocp::thread_pool>(options, settings, stop)
+              : serve<iocp::lockfree_map, iocp::single_threaded>(options, settings, stop);
 }

@@ -9,14 +9,6 @@
 // Ctrl-C, Ctrl-Break or the console closing), then stops gracefully and exits 0. Errors go to
 // stderr with a non-zero exit.
 
-#if defined(_WIN32)
-#include "iocp/detail/win/windows_headers.hpp"
-#include <condition_variable>
-#include <mutex>
-#else
-#include <csignal>
-#endif
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +17,8 @@
 #include <string_view>
 
 #include "iocp/iocp.hpp"
+
+#include "example_support.hpp"
 
 namespace {
 
@@ -49,39 +43,13 @@ struct echo_handler {
   }
 };
 
-#if defined(_WIN32)
-// The console control handler runs on a thread of its own: it only tells main() to stop.
-std::mutex stop_mutex;
-std::condition_variable stop_requested;
-bool stop_flag = false;
+const std::string usage_line =
+    std::string("usage: echo_server [--address A] [--port P] [--threads N] [--backend ") +
+    example::backend_choices + "]";
 
-BOOL WINAPI on_console_event(DWORD) {
-  {
-    std::lock_guard lock(stop_mutex);
-    stop_flag = true;
-  }
-  stop_requested.notify_all();
-  return TRUE; // handled: the process is not ended before main() has stopped the server
-}
-#endif
-
-constexpr const char* usage_line = "usage: echo_server [--address A] [--port P] [--threads N] "
-#if defined(_WIN32)
-                                   "[--backend auto|iocp]";
-#else
-                                   "[--backend auto|io_uring|epoll]";
-#endif
-
-[[noreturn]] void usage(const char* message) {
-  std::fprintf(stderr, "echo_server: %s\n%s\n", message, usage_line);
+[[noreturn]] void usage(const std::string& message) {
+  std::fprintf(stderr, "echo_server: %s\n%s\n", message.c_str(), usage_line.c_str());
   std::exit(2);
-}
-
-unsigned long parse_number(std::string_view text, unsigned long max, const char* what) {
-  unsigned long value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc{} || end != text.data() + text.size() || value > max) usage(what);
-  return value;
 }
 
 } // namespace
@@ -93,48 +61,23 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
-      std::printf("%s\n", usage_line);
+      std::printf("%s\n", usage_line.c_str());
       return 0;
     }
-    if (i + 1 >= argc) usage(("missing value for " + std::string(arg)).c_str());
-    std::string_view value = argv[++i];
-    if (arg == "--address") {
-      options.address = std::string(value);
-    } else if (arg == "--port") {
-      options.port = static_cast<std::uint16_t>(parse_number(value, 65535, "bad --port"));
-    } else if (arg == "--threads") {
-      options.threads = parse_number(value, 4096, "bad --threads");
-    } else if (arg == "--backend") {
-      auto b = iocp::parse_backend(value);
-      if (!b) usage("bad --backend");
-      options.io_backend = *b;
-    } else {
-      usage(("unknown option " + std::string(arg)).c_str());
+    if (i + 1 >= argc) usage("missing value for " + std::string(arg));
+    switch (example::parse_server_option(arg, argv[++i], options)) {
+    case example::option_result::parsed: break;
+    case example::option_result::bad_value: usage("bad " + std::string(arg));
+    case example::option_result::not_a_server_option: usage("unknown option " + std::string(arg));
     }
   }
 
-#if defined(_WIN32)
-  ::SetConsoleCtrlHandler(on_console_event, TRUE);
-#else
-  // Block the stop signals before any I/O thread starts, so that they inherit the mask and the
-  // signals reach sigwait() below instead of an arbitrary thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-#endif
-
+  // Before any I/O thread starts: they inherit the blocked signals (see example_support.hpp).
+  example::stop_signals stop;
   try {
     iocp::iocp_server<echo_handler> server(options);
     std::cout << "listening on " << server.local_endpoint().to_string() << std::endl;
-#if defined(_WIN32)
-    std::unique_lock lock(stop_mutex);
-    stop_requested.wait(lock, [] { return stop_flag; });
-#else
-    int signal_number = 0;
-    sigwait(&stop_signals, &signal_number);
-#endif
+    stop.wait();
     server.stop(std::chrono::seconds(5));
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "echo_server: %s\n", e.what());

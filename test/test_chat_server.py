@@ -31,13 +31,13 @@ class Member:
         self.buffer = b""
         self.closed = False
 
-    def wait_for(self, needle, timeout=DEADLINE_S, count=1):
-        """Reads until `needle` has arrived (`count` times); returns everything read so far."""
+    def read_until(self, done, what, timeout):
+        """Reads until done() holds or the peer closes; fails with `what` once `timeout` has passed."""
         end = time.monotonic() + timeout
-        while self.buffer.count(needle) < count:
+        while not done():
             left = end - time.monotonic()
-            if left <= 0 or self.closed:
-                fail(f"waited for {needle!r} x{count}, got {self.buffer!r}")
+            if left <= 0:
+                fail(f"{what}; got {self.buffer!r}")
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
@@ -48,24 +48,17 @@ class Member:
             if not data:
                 self.closed = True
             self.buffer += data
+
+    def wait_for(self, needle, timeout=DEADLINE_S, count=1):
+        """Reads until `needle` has arrived (`count` times); returns everything read so far."""
+        self.read_until(lambda: self.buffer.count(needle) >= count or self.closed,
+                        f"waited for {needle!r} x{count}", timeout)
+        if self.buffer.count(needle) < count:
+            fail(f"closed while waiting for {needle!r} x{count}; got {self.buffer!r}")
         return self.buffer
 
     def wait_closed(self, timeout=DEADLINE_S):
-        end = time.monotonic() + timeout
-        while not self.closed:
-            left = end - time.monotonic()
-            if left <= 0:
-                fail(f"the server did not close a silent member; it got {self.buffer!r}")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                self.closed = True
-            self.buffer += data
+        self.read_until(lambda: self.closed, "the server did not close a silent member", timeout)
 
     def send(self, data):
         self.sock.sendall(data)

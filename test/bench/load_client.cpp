@@ -14,7 +14,8 @@
 //        and server CPU per connection. --close: half = shutdown(SHUT_WR) and wait for the server's
 //        FIN (default), fin = close() at once, rst = abortive close (SO_LINGER 0). Source addresses
 //        rotate over 127.0.0.2-127.0.0.250 (IP_BIND_ADDRESS_NO_PORT) so ephemeral ports last.
-// room:  for example/chat_server --fixed S --echo (a broadcast room). N connections each keep one S-byte message in flight
+// room:  for example/chat_server --fixed S --echo (a broadcast room). N connections each keep one S-byte
+// message in flight
 //        (S >= 8; the first 8 bytes are a magic and the sending connection's index). The server
 //        sends every message to K other members and echoes it to the sender; a connection sends
 //        its next message when its own echo arrives. Every message received counts (echoes and
