@@ -22,9 +22,11 @@
 #include <vector>
 
 #include "iocp/connection_map.hpp"
+#include "iocp/counting_policies.hpp"
 #include "iocp/lockfree_map.hpp"
 
-using maps = std::tuple<iocp::mutex_map, iocp::lockfree_map>;
+// counting_map<mutex_map> is a mutex map over a counting_mutex: it must behave as the map itself.
+using maps = std::tuple<iocp::mutex_map, iocp::lockfree_map, iocp::counting_map<iocp::mutex_map>>;
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(insert_find_erase_and_generations, Map, maps) {
   Map map(8);

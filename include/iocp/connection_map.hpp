@@ -44,10 +44,14 @@ constexpr std::size_t connection_map_capacity(std::size_t requested) noexcept {
 /// One mutex over a slot vector: the original library's design, and the reference for the others.
 /// The capacity bounds the live entries; slots number up to capacity + slot_quarantine, and a
 /// freed slot waits in a FIFO until more than slot_quarantine others do (connection_id.hpp says
-/// why). Costs 4 bytes per slot beyond the slot itself, for the FIFO.
-class mutex_map {
+/// why). Costs 4 bytes per slot beyond the slot itself, for the FIFO. `Mutex` is std::mutex
+/// (mutex_map) or one that counts its contention (iocp::counting_mutex, counting_policies.hpp).
+template <class Mutex>
+class basic_mutex_map {
 public:
-  explicit mutex_map(std::size_t capacity)
+  using mutex_type = Mutex;
+
+  explicit basic_mutex_map(std::size_t capacity)
       : capacity_(connection_map_capacity(capacity)), slot_limit_(capacity_ + slot_quarantine) {}
 
   connection_id insert(connection_entry entry) {
@@ -87,7 +91,7 @@ public:
 
   std::optional<connection_entry> find(connection_id id) const {
     std::lock_guard lock(mutex_);
-    const slot* s = const_cast<mutex_map*>(this)->live_slot(id);
+    const slot* s = const_cast<basic_mutex_map*>(this)->live_slot(id);
     if (!s) return std::nullopt;
     return s->entry;
   }
@@ -97,6 +101,8 @@ public:
     return size_;
   }
   std::size_t capacity() const noexcept { return capacity_; }
+  /// The map's mutex (for its counters, when it counts; never lock it from outside).
+  const Mutex& mutex() const noexcept { return mutex_; }
 
 private:
   struct slot {
@@ -117,7 +123,7 @@ private:
     free_head_ = 0;
   }
 
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   std::vector<slot> slots_;
   // The free slots, oldest first: a ring of free_count_ from free_head_, a power of two long.
   std::vector<std::uint32_t> free_;
@@ -127,5 +133,8 @@ private:
   std::size_t capacity_;
   std::size_t slot_limit_;
 };
+
+/// The original library's map: one std::mutex, taken once per operation.
+using mutex_map = basic_mutex_map<std::mutex>;
 
 } // namespace iocp
