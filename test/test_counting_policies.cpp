@@ -4,19 +4,24 @@
 // The counting policies (iocp/counting_policies.hpp): counting_mutex counts acquisitions, the
 // contended ones and their wait; counting_map counts the lock of a mutex map and reports none for
 // the lock-free map; counting_allocator counts what its policy hands out. And both, dropped into a
-// real server, count what the server does: an echo over loopback locks the map and allocates.
+// real server, count what the server does: an echo over loopback locks the map and allocates. An
+// allocator given to the server's constructor is the one (copied) that every allocation uses.
 #define BOOST_TEST_MODULE counting_policies
 #include "boost_test.hpp"
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <memory_resource>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
 #include "iocp/counting_policies.hpp"
 #include "iocp/iocp.hpp"
 #include "iocp/lockfree_map.hpp"
+#include "iocp/pmr_allocator.hpp"
 #include "support/client.hpp"
 #include "support/configs.hpp"
 #include "support/recorder.hpp"
@@ -136,4 +141,96 @@ BOOST_AUTO_TEST_CASE(a_server_with_counting_policies_counts_its_map_and_its_memo
       server.stop();
     }
   }
+}
+
+namespace {
+/// A stateful allocator: every copy counts into the counters it was made with.
+struct shared_counters {
+  std::atomic<long> allocations{0};
+  std::atomic<long> live{0};
+};
+struct stateful_allocator {
+  shared_counters* counters = nullptr;
+  stateful_allocator() = default; // the Allocator concept asks for it; the server must not use it
+  explicit stateful_allocator(shared_counters& c) : counters(&c) {}
+  void* allocate(std::size_t n) {
+    if (!counters) throw std::logic_error("a default-constructed allocator was used");
+    ++counters->allocations;
+    ++counters->live;
+    return ::operator new(n);
+  }
+  void deallocate(void* p, std::size_t) noexcept {
+    if (counters) --counters->live;
+    ::operator delete(p);
+  }
+};
+
+/// Counts what reaches it, then passes it on to new/delete.
+class counting_resource : public std::pmr::memory_resource {
+public:
+  std::atomic<long> allocations{0};
+  std::atomic<long> live{0};
+
+private:
+  void* do_allocate(std::size_t n, std::size_t align) override {
+    ++allocations;
+    ++live;
+    return std::pmr::new_delete_resource()->allocate(n, align);
+  }
+  void do_deallocate(void* p, std::size_t n, std::size_t align) override {
+    --live;
+    std::pmr::new_delete_resource()->deallocate(p, n, align);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+};
+
+template <class Server>
+void echo_once(Server& server, test_support::event_record& record) {
+  using namespace test_support;
+  socket_fd client = connect_local(server.local_endpoint().port());
+  BOOST_REQUIRE(wait_for_connection(record, client.get()));
+  send_all(client.get(), std::string_view("through your allocator"));
+  BOOST_TEST(text(recv_exact(client.get(), 22)) == "through your allocator");
+  shutdown_both(client.get());
+}
+
+iocp::server_options two_threads() {
+  iocp::server_options options;
+  options.address = "127.0.0.1";
+  options.port = 0;
+  options.threads = 2;
+  return options;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(every_allocator_the_server_uses_is_a_copy_of_the_one_it_was_given) {
+  shared_counters counters;
+  {
+    test_support::event_record record;
+    iocp::basic_iocp_server<test_support::echo_handler, stateful_allocator> server(
+        std::allocator_arg, stateful_allocator(counters), two_threads(),
+        test_support::echo_handler{{&record}});
+    echo_once(server, record);
+    // A send by id from this thread goes through the inbox, whose allocator is a copy too.
+    BOOST_TEST(counters.allocations.load() > 0);
+    server.stop();
+  }
+  BOOST_TEST(counters.live.load() == 0); // everything given back, to the allocator it came from
+}
+
+BOOST_AUTO_TEST_CASE(pmr_allocator_takes_its_memory_from_the_resource_it_is_given) {
+  counting_resource upstream;
+  {
+    std::pmr::synchronized_pool_resource pool(&upstream);
+    {
+      test_support::event_record record;
+      iocp::basic_iocp_server<test_support::echo_handler, iocp::pmr_allocator> server(
+          std::allocator_arg, iocp::pmr_allocator(&pool), two_threads(),
+          test_support::echo_handler{{&record}});
+      echo_once(server, record);
+      BOOST_TEST(upstream.allocations.load() > 0);
+      server.stop();
+    }
+  }
+  BOOST_TEST(upstream.live.load() == 0);
 }

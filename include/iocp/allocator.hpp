@@ -12,6 +12,12 @@
 // aligned to alignof(std::max_align_t). allocate() may throw std::bad_alloc: the server then closes
 // the connection it was for (or refuses the accept, or the posted call) and reports it.
 //
+// An allocator that holds state (a memory resource, an arena) is given to the server's constructor,
+// `basic_iocp_server(std::allocator_arg, allocator, options, ...)`, and every instance the server
+// uses is a copy of it; the copies are used by different threads at once, so what they share
+// must be thread-safe (iocp::pmr_allocator over a std::pmr::synchronized_pool_resource, say).
+// Without it, the instances are default-constructed.
+//
 // Optional: `std::size_t good_size(std::size_t n) const`, how many bytes an allocation of n really
 // takes (a size class, say). The send queues then use the whole allocation and count that size
 // against server_options::max_send_queue_total, so the cap counts the memory really held.
@@ -52,6 +58,18 @@ constexpr std::size_t allocation_size(const A& a, std::size_t n) noexcept {
     return a.good_size(n);
   else
     return n;
+}
+} // namespace detail
+
+namespace detail {
+/// One of the server's instances of A: a copy of the instance given to the server's constructor
+/// (`prototype`, for a copyable A), else a default-constructed one.
+template <class A>
+A make_allocator([[maybe_unused]] const A* prototype) {
+  if constexpr (std::copy_constructible<A>) {
+    if (prototype) return *prototype;
+  }
+  return A{};
 }
 } // namespace detail
 

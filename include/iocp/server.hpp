@@ -75,8 +75,22 @@ public:
   /// Throws std::system_error (bad address, port in use, permission, backend refused).
   template <class... Args>
   explicit basic_iocp_server(server_options options, Args&&... handler_args)
+      : basic_iocp_server(nullptr, std::move(options), std::forward<Args>(handler_args)...) {}
+
+  /// The same, with every instance of the Allocator policy the server uses (one or two per I/O
+  /// thread) copied from `allocator`: for an allocator with state, such as pmr_allocator over a
+  /// resource of yours. The copies are used by several threads at once (see allocator.hpp).
+  template <class... Args>
+  requires std::copy_constructible<Allocator>
+  basic_iocp_server(std::allocator_arg_t, const Allocator& allocator, server_options options,
+                    Args&&... handler_args)
+      : basic_iocp_server(&allocator, std::move(options), std::forward<Args>(handler_args)...) {}
+
+private:
+  template <class... Args>
+  basic_iocp_server(const Allocator* allocator, server_options options, Args&&... handler_args)
       : options_(std::move(options)), handler_(std::forward<Args>(handler_args)...),
-        map_(options_.max_connections) {
+        map_(options_.max_connections), allocator_prototype_(allocator) {
     static_assert(detail::check_handler<Handler, connection_type>());
     std::optional<endpoint> at = endpoint::parse(options_.address, options_.port);
     if (!at)
@@ -104,8 +118,10 @@ public:
       (void)detail::close_socket(listen_fd_);
       throw;
     }
+    allocator_prototype_ = nullptr; // the caller's: every loop has copied it by now
   }
 
+public:
   basic_iocp_server(const basic_iocp_server&) = delete;
   basic_iocp_server& operator=(const basic_iocp_server&) = delete;
 
@@ -375,6 +391,8 @@ private:
   friend loop_type; // hands accepted sockets to the other loops (loop()), shares the send budget
 
   detail::shared_send_budget& send_budget() noexcept { return send_budget_; }
+  /// While the loops are built: the allocator given to the constructor, or nullptr.
+  const Allocator* allocator_prototype() const noexcept { return allocator_prototype_; }
 
   loop_type& loop(std::size_t index) noexcept { return *loops_[index]; }
 
@@ -548,6 +566,7 @@ private:
   iocp::backend backend_ = backend::automatic;
   detail::socket_handle listen_fd_ = detail::invalid_socket;
   endpoint local_;
+  const Allocator* allocator_prototype_ = nullptr;
   std::vector<std::unique_ptr<loop_type>> loops_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};

@@ -94,8 +94,9 @@ public:
   /// Free chunks kept for reuse (not counted against the cap: they hold no sends).
   static constexpr unsigned cached_chunks = 2;
 
-  command_inbox(shared_send_budget& budget, std::size_t limit) noexcept
-      : budget_(budget), limit_(limit < chunk_size ? chunk_size : limit) {}
+  /// `prototype`: the server's allocator to copy, or nullptr (see make_allocator).
+  command_inbox(shared_send_budget& budget, std::size_t limit, const Allocator* prototype)
+      : budget_(budget), alloc_(make_allocator(prototype)), limit_(limit < chunk_size ? chunk_size : limit) {}
   command_inbox(const command_inbox&) = delete;
   command_inbox& operator=(const command_inbox&) = delete;
   /// Records still inside must have been drained (the loop's destructor does it).
@@ -263,7 +264,7 @@ private:
 
   mutable std::mutex mutex_;
   shared_send_budget& budget_;
-  [[no_unique_address]] Allocator alloc_; // guarded by mutex_
+  Allocator alloc_; // guarded by mutex_ (not [[no_unique_address]]: make_allocator returns it)
   chunk* head_ = nullptr;
   chunk* tail_ = nullptr;
   chunk* free_ = nullptr;

@@ -73,7 +73,9 @@ public:
   event_loop(Server& server, std::uint32_t index, iocp::backend kind, socket_handle listen_fd,
              const server_options& options)
       : server_(server), index_(index), options_(options), budget_(server.send_budget()),
-        inbox_(server.send_budget(), inbox_limit(options, server.thread_count())) {
+        allocator_(make_allocator(server.allocator_prototype())),
+        inbox_(server.send_budget(), inbox_limit(options, server.thread_count()),
+               server.allocator_prototype()) {
 #if defined(IOCP_HAS_IOCP)
     (void)kind;
     iocp_.emplace(listen_fd, options.receive_buffer_size);
@@ -589,7 +591,7 @@ private:
   std::optional<uring_backend_type> uring_;
   std::optional<epoll_backend_type> epoll_;
 #endif
-  [[no_unique_address]] allocator_type allocator_;
+  allocator_type allocator_; // (not [[no_unique_address]]: make_allocator returns it by value)
   std::vector<accept_context> accepts_;
   std::vector<accept_context*> backed_off_;
   std::int64_t backoff_ns_ = 0;
