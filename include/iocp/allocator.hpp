@@ -59,9 +59,7 @@ constexpr std::size_t allocation_size(const A& a, std::size_t n) noexcept {
   else
     return n;
 }
-} // namespace detail
 
-namespace detail {
 /// One of the server's instances of A: a copy of the instance given to the server's constructor
 /// (`prototype`, for a copyable A), else a default-constructed one.
 template <class A>

@@ -90,7 +90,7 @@ private:
   template <class... Args>
   basic_iocp_server(const Allocator* allocator, server_options options, Args&&... handler_args)
       : options_(std::move(options)), handler_(std::forward<Args>(handler_args)...),
-        map_(options_.max_connections), allocator_prototype_(allocator) {
+        map_(options_.max_connections) {
     static_assert(detail::check_handler<Handler, connection_type>());
     std::optional<endpoint> at = endpoint::parse(options_.address, options_.port);
     if (!at)
@@ -113,12 +113,11 @@ private:
     // io_uring waits for readiness itself; readiness-based accepting must never block.
     detail::set_nonblocking(listen_fd_, backend_ == backend::epoll);
     try {
-      start_threads(ThreadingPolicy::thread_count(options_));
+      start_threads(ThreadingPolicy::thread_count(options_), allocator);
     } catch (...) {
       (void)detail::close_socket(listen_fd_);
       throw;
     }
-    allocator_prototype_ = nullptr; // the caller's: every loop has copied it by now
   }
 
 public:
@@ -391,8 +390,6 @@ private:
   friend loop_type; // hands accepted sockets to the other loops (loop()), shares the send budget
 
   detail::shared_send_budget& send_budget() noexcept { return send_budget_; }
-  /// While the loops are built: the allocator given to the constructor, or nullptr.
-  const Allocator* allocator_prototype() const noexcept { return allocator_prototype_; }
 
   loop_type& loop(std::size_t index) noexcept { return *loops_[index]; }
 
@@ -484,7 +481,8 @@ private:
   /// Each I/O thread builds its own loop (and so its ring: the kernel ties a ring to the thread
   /// that set it up, and signals that thread when the ring goes away; the user's thread must not be
   /// it). The constructor waits until every loop is built, and rethrows the first failure.
-  void start_threads(std::size_t count) {
+  /// `allocator`: the one given to the constructor, which each loop copies (or nullptr).
+  void start_threads(std::size_t count, const Allocator* allocator) {
     if (count == 0 || count > 4096)
       throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                               "iocp: thread count must be between 1 and 4096");
@@ -514,13 +512,14 @@ private:
     };
     try {
       for (std::size_t i = 0; i < count; ++i) {
-        threads_.emplace_back([this, i, shared_start] {
+        // `allocator` outlives the loops' construction: this function waits until every loop is built.
+        threads_.emplace_back([this, i, shared_start, allocator] {
           startup& start = *shared_start;
           std::unique_ptr<loop_type> loop;
           std::exception_ptr error;
           try {
             loop = std::make_unique<loop_type>(*this, static_cast<std::uint32_t>(i), backend_, listen_fd_,
-                                               options_);
+                                               options_, allocator);
           } catch (...) {
             error = std::current_exception();
           }
@@ -566,7 +565,6 @@ private:
   iocp::backend backend_ = backend::automatic;
   detail::socket_handle listen_fd_ = detail::invalid_socket;
   endpoint local_;
-  const Allocator* allocator_prototype_ = nullptr;
   std::vector<std::unique_ptr<loop_type>> loops_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};

@@ -70,12 +70,12 @@ public:
   using handler_type = typename Server::handler_type;
   using allocator_type = typename Server::allocator_type;
 
+  /// `allocator`: the server's to copy into this loop's instances, or nullptr (make_allocator).
   event_loop(Server& server, std::uint32_t index, iocp::backend kind, socket_handle listen_fd,
-             const server_options& options)
+             const server_options& options, const allocator_type* allocator)
       : server_(server), index_(index), options_(options), budget_(server.send_budget()),
-        allocator_(make_allocator(server.allocator_prototype())),
-        inbox_(server.send_budget(), inbox_limit(options, server.thread_count()),
-               server.allocator_prototype()) {
+        allocator_(make_allocator(allocator)),
+        inbox_(server.send_budget(), inbox_limit(options, server.thread_count()), allocator) {
 #if defined(IOCP_HAS_IOCP)
     (void)kind;
     iocp_.emplace(listen_fd, options.receive_buffer_size);
