@@ -99,11 +99,16 @@ namespace {
 std::string text(const std::vector<std::byte>& bytes) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
+/// A server of two I/O threads on 127.0.0.1, an ephemeral port.
+iocp::server_options two_threads(iocp::backend b = iocp::backend::automatic) {
+  iocp::server_options options;
+  options.address = "127.0.0.1";
+  options.port = 0;
+  options.threads = 2;
+  options.io_backend = b;
+  return options;
+}
 struct server_tag {};
-template <class Map>
-using counted_server = iocp::basic_iocp_server<test_support::echo_handler,
-                                               iocp::counting_allocator<iocp::pooled_allocator, server_tag>,
-                                               iocp::counting_map<Map>, iocp::thread_pool>;
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_server_with_counting_policies_counts_its_map_and_its_memory) {
@@ -117,13 +122,10 @@ BOOST_AUTO_TEST_CASE(a_server_with_counting_policies_counts_its_map_and_its_memo
        }) {
     BOOST_TEST_CONTEXT("backend " << iocp::to_string(b)) {
       event_record record;
-      using server_type = counted_server<iocp::mutex_map>;
-      iocp::server_options options;
-      options.address = "127.0.0.1";
-      options.port = 0;
-      options.threads = 2;
-      options.io_backend = b;
-      server_type server(options, echo_handler{{&record}});
+      using server_type =
+          iocp::basic_iocp_server<echo_handler, iocp::counting_allocator<iocp::pooled_allocator, server_tag>,
+                                  iocp::counting_map<iocp::mutex_map>, iocp::thread_pool>;
+      server_type server(two_threads(b), echo_handler{{&record}});
       const auto before = server_type::allocator_type::statistics();
       socket_fd client = connect_local(server.local_endpoint().port());
       const iocp::connection_id id = wait_for_connection(record, client.get());
@@ -192,14 +194,6 @@ void echo_once(Server& server, test_support::event_record& record) {
   send_all(client.get(), std::string_view("through your allocator"));
   BOOST_TEST(text(recv_exact(client.get(), 22)) == "through your allocator");
   shutdown_both(client.get());
-}
-
-iocp::server_options two_threads() {
-  iocp::server_options options;
-  options.address = "127.0.0.1";
-  options.port = 0;
-  options.threads = 2;
-  return options;
 }
 } // namespace
 

@@ -87,7 +87,6 @@ std::int64_t now_ns() {
 // ---- command line ----
 
 struct settings {
-  std::vector<std::string> workloads{"fanout"};
   std::vector<unsigned> senders{8};
   double seconds = 2;
   unsigned rounds = 3;
@@ -129,8 +128,7 @@ settings parse(int argc, char** argv) {
     if (i + 1 >= argc) usage("missing value for " + std::string(arg));
     const std::string_view value = argv[++i];
     if (arg == "--workload") {
-      if (value != "fanout" && value != "all") usage("bad --workload (fanout, all)");
-      s.workloads = {"fanout"};
+      if (value != "fanout" && value != "all") usage("bad --workload (fanout, all)"); // one, so far
     } else if (arg == "--senders") {
       s.senders.clear();
       std::string_view rest = value;
@@ -171,6 +169,7 @@ settings parse(int argc, char** argv) {
 // ---- what one run measures ----
 
 struct figures {
+  iocp::backend backend = iocp::backend::automatic; // the one the server used
   double msgs_per_s = 0;
   double io_ns_per_msg = 0;
   double send_ns_per_msg = 0;
@@ -269,7 +268,6 @@ struct lab_handler {
 /// Per sender: what it sent and what the clients have read of it, on separate cache lines.
 struct alignas(64) sender_lane {
   std::atomic<std::uint64_t> sent{0};
-  std::atomic<std::uint64_t> refused{0};
   alignas(64) std::atomic<std::uint64_t> received{0}; // written by the reader only
   std::atomic<bool> waiting{false};
   std::atomic<std::uint32_t> wakeups{0}; // a sleeping sender waits for this to move
@@ -393,8 +391,7 @@ figures run_fanout(const settings& s, iocp::backend backend, unsigned sender_cou
         const std::int64_t at = now_ns();
         std::memcpy(message.data(), &at, sizeof at);
         if (server.send(state.ids[next], std::span<const std::byte>(message))) {
-          lane.refused.fetch_add(1, std::memory_order_relaxed);
-          std::this_thread::yield();
+          std::this_thread::yield(); // refused (the send-queue cap): try again later
           continue;
         }
         lane.sent.store(++sent, std::memory_order_relaxed);
@@ -478,6 +475,7 @@ figures run_fanout(const settings& s, iocp::backend backend, unsigned sender_cou
   server.stop(std::chrono::milliseconds(0));
 
   figures f;
+  f.backend = server.backend();
   const double messages = static_cast<double>(after.messages - before.messages);
   if (messages <= 0) die("no message arrived while measuring");
   f.msgs_per_s = messages * 1e9 / static_cast<double>(after.at - before.at);
@@ -532,7 +530,6 @@ int main(int argc, char** argv) {
   for (iocp::backend wanted : s.backends) {
     for (unsigned senders : s.senders) {
       std::map<std::string, std::vector<figures>> results;
-      iocp::backend used = wanted;
       for (unsigned round = 0; round < s.rounds; ++round) {
         for (std::size_t k = 0; k < combinations.size(); ++k) {
           const combination& c = combinations[(k + round) % combinations.size()];
@@ -543,12 +540,13 @@ int main(int argc, char** argv) {
           }
         }
       }
-      if (wanted == iocp::backend::automatic) {
-        // What automatic chose (the servers are gone: ask a short-lived one).
-        lab_state state;
-        iocp::basic_iocp_server<lab_handler> probe({.address = "127.0.0.1", .port = 0, .threads = 1}, state);
-        used = probe.backend();
-      }
+      const iocp::backend used = results.begin()->second.front().backend; // what `automatic` chose
+      auto median_of = [&](const combination& c, const figure_column& col) {
+        std::vector<double> v;
+        for (const figures& f : results[c.name])
+          v.push_back(f.*col.member);
+        return median(v);
+      };
       std::printf("\nworkload fanout: backend %s, %u senders, %u connections, %zu-byte messages, window %u, "
                   "pool of %zu threads; median of %u rounds of %.1f s\n",
                   std::string(iocp::to_string(used)).c_str(), senders, s.connections, s.size, s.window,
@@ -559,23 +557,15 @@ int main(int argc, char** argv) {
       std::printf("\n");
       for (const combination& c : combinations) {
         std::printf("%-16s", c.name.c_str());
-        for (const auto& col : columns) {
-          std::vector<double> v;
-          for (const figures& f : results[c.name])
-            v.push_back(f.*col.member);
-          std::printf(" %11.*f", col.decimals, median(v));
-        }
+        for (const auto& col : columns)
+          std::printf(" %11.*f", col.decimals, median_of(c, col));
         std::printf("\n");
       }
       for (const combination& c : combinations) {
-        for (const auto& col : columns) {
-          std::vector<double> v;
-          for (const figures& f : results[c.name])
-            v.push_back(f.*col.member);
+        for (const auto& col : columns)
           std::printf("LAB workload=fanout backend=%s senders=%u combination=%s figure=%s value=%.*f\n",
                       std::string(iocp::to_string(used)).c_str(), senders, c.name.c_str(), col.name,
-                      col.decimals + 1, median(v));
-        }
+                      col.decimals + 1, median_of(c, col));
       }
       std::fflush(stdout);
     }
