@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 #include <thread>
@@ -118,6 +119,10 @@ burst_figures measure(Server& server, native_socket client, iocp::connection_id 
   // Quiet first: every earlier send has completed.
   const std::uint64_t sent_before = server.statistics().bytes_sent;
   const int operations_before = sends.load();
+  // The gate (below) is shared with the posted functions: the last one may still be reading it
+  // after this function has posted its batch and moved on (or left early on a failed check).
+  // Made before counting starts.
+  const auto gate = std::make_shared<std::atomic<int>>(0);
   new_calls = 0;
   counting = true;
   if (posted) {
@@ -125,23 +130,21 @@ burst_figures measure(Server& server, native_socket client, iocp::connection_id 
     // that the thread takes each batch at once however the two threads are scheduled (a sanitizer
     // or a loaded machine slows the poster, and an ungated I/O thread then takes the sends a few at
     // a time: how many coalesce would measure the scheduler, not the library).
-    // The gate lives as long as the burst: a gate function still returning must not read the
-    // next batch's gate. Batch b: 2b + 1 while the I/O thread is inside, 2b + 2 once posted.
-    std::atomic<int> gate{0};
+    // Batch b: 2b + 1 while the I/O thread is inside, 2b + 2 once posted.
     for (int first = 0, b = 0; first < burst; first += gated_batch, ++b) {
-      BOOST_TEST_REQUIRE(!server.post(id, [&gate, b](auto*) noexcept {
-        gate = 2 * b + 1;
+      BOOST_TEST_REQUIRE(!server.post(id, [gate, b](auto*) noexcept {
+        *gate = 2 * b + 1;
         const auto give_up = std::chrono::steady_clock::now() + 20s;
-        while (gate.load() != 2 * b + 2 && std::chrono::steady_clock::now() < give_up)
+        while (gate->load() != 2 * b + 2 && std::chrono::steady_clock::now() < give_up)
           std::this_thread::yield();
       }));
-      while (gate.load() != 2 * b + 1)
+      while (gate->load() != 2 * b + 1)
         std::this_thread::yield();
       for (int i = first; i < std::min(burst, first + gated_batch); ++i)
         (void)server.send(
             id, std::span<const std::byte>(messages.data() + static_cast<std::size_t>(i) * message_size,
                                            message_size));
-      gate = 2 * b + 2;
+      *gate = 2 * b + 2;
     }
   } else {
     send_all(client, "go");
